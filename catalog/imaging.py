@@ -1,0 +1,202 @@
+"""Validate, normalise and hash one image: the single path every image enters the catalog by.
+
+Order matters for safety: magic bytes are sniffed before Pillow sees the data, the pixel count
+is checked from the header before anything is decoded (decompression bombs), and only then is
+the image decoded, at reduced scale where the format allows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+import imagehash
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Pillow's own bomb guard raises on open; Shoal checks the header itself and records a reason.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class Reject:
+    """Reasons an image (or its URL) is refused. Stored as ``images.reject_reason``."""
+
+    NOT_AN_IMAGE = "not_an_image"
+    UNSUPPORTED_FORMAT = "unsupported_format"
+    TRUNCATED = "truncated"
+    INVALID_IMAGE = "invalid_image"
+    TOO_SMALL = "too_small"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    TOO_LARGE = "too_large"
+    ANIMATED = "animated"
+    EMPTY = "empty"
+    # URL-level reasons, recorded on image_sources.error by the crawler
+    HTTP_ERROR = "http_error"
+    ROBOTS_DISALLOWED = "robots_disallowed"
+    NETWORK_ERROR = "network_error"
+    REDIRECT_LOOP = "redirect_loop"
+    TIMEOUT = "timeout"
+
+
+class ImageRejected(Exception):
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Limits:
+    min_side: int = 32
+    max_pixels: int = 60_000_000
+    max_bytes: int = 30 * 1024 * 1024
+    max_long_side: int = 1024
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class NormalisedImage:
+    data: bytes  # the re-encoded JPEG that is stored
+    sha256: str  # of ``data``
+    raw_sha256: str  # of the bytes as found
+    pixel_sha256: str  # of the decoded RGB pixels after normalisation
+    phash: str  # 64-bit hex
+    dhash: str
+    width: int
+    height: int
+    source_width: int
+    source_height: int
+    source_format: str
+
+
+_MAGIC: list[tuple[bytes, int, str]] = [
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"WEBP", 8, "WEBP"),
+    (b"BM", 0, "BMP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+]
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by the magic bytes, or None."""
+    for magic, offset, name in _MAGIC:
+        if head[offset : offset + len(magic)] == magic:
+            if name == "WEBP" and head[:4] != b"RIFF":
+                continue
+            return name
+    return None
+
+
+def _describe_non_image(head: bytes) -> tuple[str, str]:
+    text = head[:256].lstrip().lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in head[:1024].lower()):
+        return Reject.UNSUPPORTED_FORMAT, "SVG vector image"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return Reject.NOT_AN_IMAGE, "HTML document"
+    return Reject.NOT_AN_IMAGE, "unrecognised content"
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode == "CMYK":
+        # Adobe-style JPEGs store inverted CMYK; Pillow's conversion handles both conventions
+        return img.convert("RGB")
+    return img.convert("RGB")
+
+
+def _open(raw: bytes) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return Image.open(io.BytesIO(raw))
+    except UnidentifiedImageError as exc:
+        raise ImageRejected(Reject.INVALID_IMAGE, str(exc)) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(Reject.INVALID_IMAGE, str(exc)) from exc
+
+
+def _verify(raw: bytes) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(raw)).verify()
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
+        raise ImageRejected(reason, msg) from exc
+
+
+def hash_image(rgb: Image.Image) -> tuple[str, str]:
+    """(pHash, dHash) of an RGB image as 16-hex-digit strings."""
+    return str(imagehash.phash(rgb)), str(imagehash.dhash(rgb))
+
+
+def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
+    """Check and re-encode ``raw``. Raises :class:`ImageRejected` with a reason when refused."""
+    limits = limits or Limits()
+    if not raw:
+        raise ImageRejected(Reject.EMPTY, "no bytes")
+    if len(raw) > limits.max_bytes:
+        raise ImageRejected(Reject.TOO_LARGE, f"{len(raw)} bytes > {limits.max_bytes}")
+    fmt = sniff_format(raw[:32])
+    if fmt is None:
+        raise ImageRejected(*_describe_non_image(raw[:1024]))
+
+    img = _open(raw)
+    src_w, src_h = img.size
+    if src_w * src_h > limits.max_pixels:
+        raise ImageRejected(
+            Reject.TOO_MANY_PIXELS, f"{src_w}x{src_h} > {limits.max_pixels} pixels"
+        )
+    if getattr(img, "n_frames", 1) > 1:
+        raise ImageRejected(Reject.ANIMATED, f"{img.n_frames} frames")
+    _verify(raw)
+    if min(src_w, src_h) < limits.min_side:
+        raise ImageRejected(Reject.TOO_SMALL, f"{src_w}x{src_h} < {limits.min_side} px")
+
+    img = _open(raw)
+    if fmt == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
+        # decode at 1/2, 1/4 or 1/8 scale straight from the DCT: big photos load much faster
+        img.draft(img.mode, (limits.max_long_side, limits.max_long_side))
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        msg = str(exc)
+        reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
+        raise ImageRejected(reason, msg) from exc
+    img = ImageOps.exif_transpose(img)
+    rgb = _to_rgb(img)
+    if max(rgb.size) > limits.max_long_side:
+        rgb.thumbnail((limits.max_long_side, limits.max_long_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    rgb.save(out, "JPEG", quality=limits.jpeg_quality)
+    data = out.getvalue()
+    # hash what is stored, so the hashes can be recomputed from the store alone
+    stored = Image.open(io.BytesIO(data))
+    stored.load()
+    phash, dhash = hash_image(stored)
+    return NormalisedImage(
+        data=data,
+        sha256=hashlib.sha256(data).hexdigest(),
+        raw_sha256=hashlib.sha256(raw).hexdigest(),
+        pixel_sha256=hashlib.sha256(stored.tobytes()).hexdigest(),
+        phash=phash,
+        dhash=dhash,
+        width=rgb.width,
+        height=rgb.height,
+        source_width=src_w,
+        source_height=src_h,
+        source_format=fmt,
+    )

@@ -1,0 +1,185 @@
+"""Write one image (and where it was found) into the catalog, idempotently.
+
+The same bytes never make a second image row, the same URL never makes a second source row,
+and concurrent writers (crawler processes, workers) race safely: inserts are
+``ON CONFLICT DO NOTHING`` on the unique keys, followed by a read of the winner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
+from catalog.models import Image, ImageSource, ImageStatus, utcnow
+from catalog.store import ImageStore
+
+
+@dataclass
+class SourceInfo:
+    """Where an image was found. ``url`` is unique: a file path for local imports."""
+
+    url: str
+    page_url: str | None = None
+    site: str | None = None
+    license: str | None = None
+    license_url: str | None = None
+    artist: str | None = None
+    title: str | None = None
+    keyword: str | None = None
+    crawl_job_id: int | None = None
+
+
+@dataclass
+class IngestResult:
+    outcome: str  # "new" | "existing" | "rejected"
+    image_id: int | None
+    reason: str | None = None
+    detail: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on SQLite and PostgreSQL."""
+    dialect = session.get_bind().dialect.name
+    table = model.__table__  # type: ignore[attr-defined]
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
+    else:  # pragma: no cover - other databases are not supported
+        raise NotImplementedError(f"database dialect {dialect} is not supported")
+    session.execute(stmt)
+
+
+def _image_values(norm: NormalisedImage, path: str, species_id: int | None) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "sha256": norm.sha256,
+        "raw_sha256": norm.raw_sha256,
+        "pixel_sha256": norm.pixel_sha256,
+        "phash": norm.phash,
+        "dhash": norm.dhash,
+        "width": norm.width,
+        "height": norm.height,
+        "source_width": norm.source_width,
+        "source_height": norm.source_height,
+        "format": norm.source_format,
+        "byte_size": len(norm.data),
+        "path": path,
+        "status": ImageStatus.DOWNLOADED,
+        "expected_species_id": species_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _rejected_values(raw: bytes, rej: ImageRejected, species_id: int | None) -> dict[str, Any]:
+    digest = hashlib.sha256(raw).hexdigest()
+    now = utcnow()
+    return {
+        "sha256": digest,
+        "raw_sha256": digest,
+        "byte_size": len(raw),
+        "status": ImageStatus.INVALID,
+        "reject_reason": rej.reason,
+        "reject_detail": rej.detail[:2000],
+        "expected_species_id": species_id,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def find_by_raw(session: Session, raw_sha256: str) -> Image | None:
+    return session.scalars(select(Image).where(Image.raw_sha256 == raw_sha256).limit(1)).first()
+
+
+def record_source(
+    session: Session,
+    source: SourceInfo,
+    image_id: int | None,
+    species_id: int | None,
+    *,
+    error: str | None = None,
+    error_detail: str | None = None,
+    http_status: int | None = None,
+) -> None:
+    """Upsert the place an image was found; a later sighting refreshes ``last_seen``."""
+    now = utcnow()
+    values = {
+        "url": source.url,
+        "image_id": image_id,
+        "page_url": source.page_url,
+        "site": source.site,
+        "license": source.license,
+        "license_url": source.license_url,
+        "artist": source.artist,
+        "title": source.title,
+        "keyword": source.keyword,
+        "species_id": species_id,
+        "crawl_job_id": source.crawl_job_id,
+        "error": error,
+        "error_detail": (error_detail or None) and error_detail[:2000],
+        "http_status": http_status,
+        "first_seen": now,
+        "last_seen": now,
+    }
+    insert_ignore(session, ImageSource, values, ["url"])
+    refresh: dict[str, Any] = {"last_seen": now}
+    if image_id is not None:
+        refresh.update(image_id=image_id, error=None, error_detail=None)
+    elif error is not None:
+        refresh.update(error=error, error_detail=values["error_detail"], http_status=http_status)
+    session.execute(update(ImageSource).where(ImageSource.url == source.url).values(**refresh))
+
+
+def ingest_bytes(
+    session: Session,
+    store: ImageStore,
+    raw: bytes,
+    *,
+    species_id: int | None,
+    source: SourceInfo | None = None,
+    limits: Limits | None = None,
+    normalised: NormalisedImage | None = None,
+) -> IngestResult:
+    """Validate, normalise, store and catalog ``raw``. Never raises for bad image content."""
+    known = find_by_raw(session, hashlib.sha256(raw).hexdigest())
+    if known is not None:
+        if source is not None:
+            record_source(session, source, known.id, species_id)
+        if known.status == ImageStatus.INVALID:
+            return IngestResult("rejected", known.id, known.reject_reason, known.reject_detail)
+        return IngestResult("existing", known.id)
+
+    try:
+        norm = normalised or normalise(raw, limits)
+    except ImageRejected as rej:
+        values = _rejected_values(raw, rej, species_id)
+        insert_ignore(session, Image, values, ["sha256"])
+        image_id = session.scalar(select(Image.id).where(Image.sha256 == values["sha256"]))
+        if source is not None:
+            record_source(session, source, image_id, species_id)
+        return IngestResult("rejected", image_id, rej.reason, rej.detail)
+
+    existing_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
+    if existing_id is None:
+        path = store.put(norm.data, norm.sha256)
+        insert_ignore(session, Image, _image_values(norm, path, species_id), ["sha256"])
+        image_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
+        outcome = "new"
+    else:
+        image_id, outcome = existing_id, "existing"
+    if source is not None:
+        record_source(session, source, image_id, species_id)
+    return IngestResult(outcome, image_id)
+
+
+def touch(session: Session, image_id: int, when: datetime | None = None) -> None:
+    session.execute(update(Image).where(Image.id == image_id).values(updated_at=when or utcnow()))

@@ -1,0 +1,52 @@
+"""The content-addressed image store: ``images/ab/cd/<sha256>.jpg`` under the data dir."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+class ImageStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def relative_path(self, sha256: str, ext: str = "jpg") -> str:
+        return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.{ext}"
+
+    def path(self, relative: str) -> Path:
+        return self.root / relative
+
+    def exists(self, sha256: str, ext: str = "jpg") -> bool:
+        return self.path(self.relative_path(sha256, ext)).is_file()
+
+    def put(self, data: bytes, sha256: str | None = None, ext: str = "jpg") -> str:
+        """Store ``data`` under its hash; returns the path relative to the store root.
+
+        The file appears whole or not at all: it is written to a temporary file in the target
+        folder, flushed to disk and renamed over the final name. Two writers of the same content
+        both rename identical bytes, so concurrent puts are safe.
+        """
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 is not None and sha256 != digest:
+            raise ValueError(f"content hash mismatch: expected {sha256}, got {digest}")
+        relative = self.relative_path(digest, ext)
+        final = self.path(relative)
+        if final.is_file() and final.stat().st_size == len(data):
+            return relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{digest[:8]}.", suffix=".part", dir=final.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return relative
+
+    def read(self, relative: str) -> bytes:
+        return self.path(relative).read_bytes()

@@ -1,0 +1,1 @@
+"""Scrapy spiders per source, item pipelines into the catalog, site profiles."""

@@ -1,0 +1,1 @@
+"""The platform: Celery app and tasks, dedupe, dataset versions, the `shoal` CLI, the demo."""

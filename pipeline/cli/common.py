@@ -1,0 +1,97 @@
+"""What every CLI command shares: the console, JSON output, catalog access, error mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from sqlalchemy.orm import Session
+from typer.core import TyperGroup
+
+from catalog.db import CatalogUnavailable, check_migrated, session_scope
+from catalog.species import SpeciesFileError, UnknownSpecies
+from pipeline.errors import ShoalError
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead.")
+
+# exceptions a user can cause, mapped to exit codes; anything else is a bug and shows a traceback
+USER_ERRORS: dict[type[BaseException], int] = {
+    UnknownSpecies: 2,
+    SpeciesFileError: 2,
+    CatalogUnavailable: 3,
+}
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    if isinstance(exc, ShoalError):
+        return exc.exit_code
+    for kind, code in USER_ERRORS.items():
+        if isinstance(exc, kind):
+            return code
+    return None
+
+
+class ShoalGroup(TyperGroup):
+    """Turns user errors raised anywhere below into a red message and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            code = exit_code_for(exc)
+            if code is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(code) from exc
+
+
+@contextmanager
+def catalog_session() -> Iterator[Session]:
+    """A committed-on-success session over a migrated catalog (clear error when it is not)."""
+    check_migrated()
+    with session_scope() as session:
+        yield session
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    table = Table(title=title, header_style="bold")
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )

@@ -1,0 +1,81 @@
+import io
+
+import imagehash
+import pytest
+from PIL import Image
+
+from catalog.imaging import ImageRejected, Limits, Reject, normalise, sniff_format
+from crawler.testsite.hostile import exif_rotated_jpeg, hostile_files
+
+
+@pytest.mark.parametrize("name", [n for n, (_, r) in hostile_files().items() if r])
+def test_hostile_file_is_rejected_with_its_reason(name):
+    raw, reason = hostile_files()[name]
+    with pytest.raises(ImageRejected) as info:
+        normalise(raw)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("name", ["cmyk.jpg", "alpha.png", "exif-rotated.jpg"])
+def test_repairable_file_becomes_rgb_jpeg(name):
+    norm = normalise(hostile_files()[name][0])
+    img = Image.open(io.BytesIO(norm.data))
+    assert img.format == "JPEG" and img.mode == "RGB"
+
+
+def test_exif_orientation_is_applied():
+    norm = normalise(exif_rotated_jpeg())
+    assert (norm.width, norm.height) == (200, 400)
+    assert (norm.source_width, norm.source_height) == (400, 200)
+
+
+def test_alpha_is_composited_on_white():
+    img = Image.new("RGBA", (64, 64), (255, 0, 0, 0))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    norm = normalise(out.getvalue())
+    r, g, b = Image.open(io.BytesIO(norm.data)).getpixel((32, 32))
+    assert min(r, g, b) > 240
+
+
+def test_long_side_is_capped_and_hashes_match_imagehash():
+    img = Image.effect_mandelbrot((3000, 1500), (-2, -1, 1, 1), 50).convert("RGB")
+    out = io.BytesIO()
+    img.save(out, "JPEG")
+    norm = normalise(out.getvalue(), Limits(max_long_side=512))
+    assert (norm.width, norm.height) == (512, 256)
+    stored = Image.open(io.BytesIO(norm.data))
+    assert norm.phash == str(imagehash.phash(stored))
+    assert norm.dhash == str(imagehash.dhash(stored))
+    assert len(norm.phash) == 16 and len(norm.dhash) == 16
+
+
+def test_normalise_is_deterministic():
+    raw = exif_rotated_jpeg()
+    assert normalise(raw).sha256 == normalise(raw).sha256
+
+
+def test_limits_are_configurable():
+    raw = exif_rotated_jpeg()
+    with pytest.raises(ImageRejected) as info:
+        normalise(raw, Limits(min_side=300))
+    assert info.value.reason == Reject.TOO_SMALL
+    with pytest.raises(ImageRejected) as info:
+        normalise(raw, Limits(max_pixels=1000))
+    assert info.value.reason == Reject.TOO_MANY_PIXELS
+    with pytest.raises(ImageRejected) as info:
+        normalise(raw, Limits(max_bytes=10))
+    assert info.value.reason == Reject.TOO_LARGE
+
+
+def test_sniff_format():
+    assert sniff_format(b"\xff\xd8\xff\xe0") == "JPEG"
+    assert sniff_format(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "WEBP"
+    assert sniff_format(b"<html>") is None
+
+
+def test_real_photos_normalise(fishdata):
+    photos = sorted((fishdata / "web-20" / "Hilsa").iterdir())[:5]
+    for photo in photos:
+        norm = normalise(photo.read_bytes())
+        assert max(norm.width, norm.height) <= 1024

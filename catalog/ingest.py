@@ -45,8 +45,8 @@ class IngestResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> None:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING on SQLite and PostgreSQL."""
+def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> bool:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on SQLite and PostgreSQL. True when inserted."""
     dialect = session.get_bind().dialect.name
     table = model.__table__  # type: ignore[attr-defined]
     if dialect == "postgresql":
@@ -55,7 +55,9 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: l
         stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=keys)
     else:  # pragma: no cover - other databases are not supported
         raise NotImplementedError(f"database dialect {dialect} is not supported")
-    session.execute(stmt)
+    # rowcount is unreliable here (psycopg reports -1): RETURNING says whether a row went in
+    pk = list(table.primary_key.columns)
+    return session.execute(stmt.returning(*pk)).first() is not None
 
 
 def _image_values(norm: NormalisedImage, path: str, species_id: int | None) -> dict[str, Any]:
@@ -168,14 +170,10 @@ def ingest_bytes(
             record_source(session, source, image_id, species_id)
         return IngestResult("rejected", image_id, rej.reason, rej.detail)
 
-    existing_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
-    if existing_id is None:
-        path = store.put(norm.data, norm.sha256)
-        insert_ignore(session, Image, _image_values(norm, path, species_id), ["sha256"])
-        image_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
-        outcome = "new"
-    else:
-        image_id, outcome = existing_id, "existing"
+    path = store.put(norm.data, norm.sha256)  # idempotent: same bytes, same file
+    inserted = insert_ignore(session, Image, _image_values(norm, path, species_id), ["sha256"])
+    image_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
+    outcome = "new" if inserted else "existing"
     if source is not None:
         record_source(session, source, image_id, species_id)
     return IngestResult(outcome, image_id)

@@ -62,3 +62,31 @@ def test_import_missing_folder_fails_clearly(shoal_env, tmp_path):
     result = runner.invoke(app, ["import", str(tmp_path / "nope"), "--species", "hairtail"])
     assert result.exit_code == 2
     assert "no such file or folder" in result.output
+
+
+def test_concurrent_ingest_of_same_bytes_makes_one_row(shoal_env, fishdata):
+    import threading
+
+    from catalog.ingest import SourceInfo, ingest_bytes
+    from catalog.limits import limits_from_settings
+    from catalog.store import ImageStore
+
+    raw = sorted((fishdata / "web-20" / "Koi").iterdir())[0].read_bytes()
+    store = ImageStore(shoal_env.image_dir)
+    outcomes: list[str] = []
+
+    def worker(i: int) -> None:
+        with session_scope() as s:
+            res = ingest_bytes(s, store, raw, species_id=None, limits=limits_from_settings(),
+                               source=SourceInfo(url=f"http://shop.test/koi-{i}.jpg"))
+            outcomes.append(res.outcome)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Image)) == 1
+        assert s.scalar(select(func.count()).select_from(ImageSource)) == 6
+    assert len(outcomes) == 6 and outcomes.count("new") == 1

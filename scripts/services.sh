@@ -31,4 +31,9 @@ if ! port_open 6379; then
     --dir /var/lib/redis --logfile /var/log/redis/ci.log
   wait_port 6379 Redis
 fi
+# the deployment test validates docker-compose.yml with Compose's own parser (no daemon needed)
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  echo "installing docker-compose (to validate docker-compose.yml)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
+fi
 echo "services: PostgreSQL :5432 and Redis :6379 up"

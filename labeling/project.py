@@ -82,7 +82,7 @@ def setup_project(
         project_id, created = project.id, True
     else:
         current = call(client, "read the review project", client.projects.get, project_id)
-        changed = {k: v for k, v in settings.items() if getattr(current, k, None) != v}
+        changed = {k: v for k, v in settings.items() if not same(getattr(current, k, None), v)}
         if changed:
             call(client, "update the review project", client.projects.update, project_id,
                  **changed)
@@ -95,6 +95,13 @@ def setup_project(
         report.webhook_id, report.webhook_created = ensure_webhook(
             client, project_id, webhook_url, webhook_secret)
     return report
+
+
+def same(current: object, wanted: object) -> bool:
+    """Label Studio trims the strings it stores."""
+    if isinstance(current, str) and isinstance(wanted, str):
+        return current.strip() == wanted.strip()
+    return current == wanted
 
 
 def ensure_storage(client: LabelStudio, project_id: int, files_root: Path) -> tuple[int, bool]:

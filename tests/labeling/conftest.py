@@ -8,9 +8,6 @@ test has its own catalog database and a fresh review project.
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +25,8 @@ from catalog.store import ImageStore
 from labeling.client import make_client
 from labeling.config import choice_result
 from labeling.project import find_project
+from labeling.server import local_label_studio
 from pipeline.importer import import_files, list_files
-
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "labelstudio.sh"
-DEV_TOKEN = "5ba1f1e1d0c0ffee5ba1f1e1d0c0ffee5ba1f1e1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -77,21 +65,8 @@ def sign_up(url: str, admin_token: str, email: str) -> str:
 
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
-    root = tmp_path_factory.mktemp("labelstudio")
-    files_root, data_dir = root / "data", root / "ls"
-    (files_root / "images").mkdir(parents=True)
-    port = free_port()
-    env = {**os.environ, "SHOAL_LS_ALLOW_LOOPBACK_WEBHOOKS": "1",
-           "SHOAL_LABEL_STUDIO_TOKEN": DEV_TOKEN}
-    args = ["--data-dir", str(data_dir)]
-    started = subprocess.run(
-        [str(SCRIPT), "start", "--port", str(port), "--files-root", str(files_root), *args],
-        env=env, capture_output=True, text=True, timeout=300)
-    assert started.returncode == 0, started.stderr[-3000:]
-    try:
-        yield LabelStudioServer(f"http://127.0.0.1:{port}", DEV_TOKEN, files_root, data_dir)
-    finally:
-        subprocess.run([str(SCRIPT), "stop", *args], env=env, capture_output=True, timeout=120)
+    with local_label_studio(tmp_path_factory.mktemp("ls"), loopback_webhooks=True) as server:
+        yield LabelStudioServer(server.url, server.token, server.files_root, server.data_dir)
 
 
 @pytest.fixture

@@ -26,9 +26,10 @@ from labeling.project import SECRET_HEADER, setup_project
 from labeling.pull import pull_annotations
 from labeling.push import push_tasks
 from labeling.record import Annotators
+from labeling.server import free_port
 from labeling.status import review_status
 from labeling.webhooks import WebhookServer
-from tests.labeling.conftest import LabelStudioServer, add_photos, annotate, free_port
+from tests.labeling.conftest import LabelStudioServer, add_photos, annotate
 
 pytestmark = pytest.mark.labelstudio
 

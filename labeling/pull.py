@@ -1,7 +1,9 @@
 """`shoal review pull`: read every annotation of the project and resolve what changed.
 
-One export request returns every annotated task with its annotations; an annotation the
-catalog holds that is no longer there was deleted in Label Studio. Webhooks deliver the same
+One export snapshot returns every annotated task with its annotations; an annotation the
+catalog holds that is no longer there was deleted in Label Studio (skipped annotations are
+not votes: a task whose annotations are all skipped is not exported, and its skipped
+annotations are left as they are). Webhooks deliver the same
 facts one at a time (labeling/webhooks.py); both go through labeling/record.py and
 labeling/resolve.py, so a pull after webhooks changes nothing.
 """
@@ -18,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import Annotation, ReviewTask
-from labeling.client import LabelStudioError, call
+from labeling.client import LabelStudioError, LabelStudioUnavailable, call
 from labeling.project import require_project
 from labeling.record import Annotators, mark_deleted, record_annotations, seen_from_ls
 from labeling.resolve import ResolveReport, resolve_tasks
@@ -57,7 +59,8 @@ def pull_annotations(session: Session, client: LabelStudio, *,
     live = set(session.scalars(
         select(Annotation.ls_annotation_id)
         .join(ReviewTask, ReviewTask.id == Annotation.review_task_id)
-        .where(ReviewTask.ls_project_id == project_id, Annotation.deleted.is_(False))))
+        .where(ReviewTask.ls_project_id == project_id, Annotation.deleted.is_(False),
+               Annotation.choice.is_not(None))))
     gone = live - {s.ls_annotation_id for s in seen}
     report.deleted = len(gone)
     affected |= mark_deleted(session, gone, SOURCE)
@@ -67,14 +70,30 @@ def pull_annotations(session: Session, client: LabelStudio, *,
     return report
 
 
+SNAPSHOT_OPTIONS = {
+    # ids only for what Shoal does not read: about a third less work for Label Studio
+    "serialization_options": {"drafts": {"only_id": True}, "predictions": {"only_id": True},
+                              "annotations__completed_by": {"only_id": True}},
+    "task_filter_options": {"annotated": "only"},  # a task with a live, not skipped, annotation
+    "annotation_filter_options": {"usual": True, "ground_truth": True, "skipped": True},
+}
+
+
 def export_annotated(client: LabelStudio, project_id: int) -> list[dict[str, Any]]:
-    """Every task of the project that has at least one annotation, with its annotations."""
+    """Every task with an annotation that is not skipped, with all its annotations.
 
-    def download() -> bytes:
-        return b"".join(client.projects.exports.download_sync(
-            project_id, export_type="JSON", download_all_tasks=False))
-
-    body = call(client, "export the annotations", download)
+    An export snapshot (made synchronously by Label Studio Community, polled otherwise),
+    downloaded and deleted.
+    """
+    snapshot = call(client, "export the annotations", client.projects.exports.create,
+                    project_id, title="shoal review pull", idempotent=False, **SNAPSHOT_OPTIONS)
+    try:
+        wait_until_exported(client, project_id, snapshot)
+        body = call(client, "download the annotations", lambda: b"".join(
+            client.projects.exports.download(project_id, snapshot.id, export_type="JSON")))
+    finally:
+        call(client, "delete the export snapshot", client.projects.exports.delete,
+             project_id, snapshot.id)
     try:
         data = json.loads(body)
     except ValueError as exc:
@@ -82,3 +101,17 @@ def export_annotated(client: LabelStudio, project_id: int) -> list[dict[str, Any
     if not isinstance(data, list):
         raise LabelStudioError("Label Studio sent an export that is not a list of tasks")
     return data
+
+
+def wait_until_exported(client: LabelStudio, project_id: int, snapshot: Any,
+                        attempts: int = 60) -> None:
+    for attempt in range(attempts):
+        status = str(snapshot.status or "")
+        if status == "completed":
+            return
+        if status == "failed":
+            raise LabelStudioError(f"Label Studio failed to export project {project_id}")
+        time.sleep(min(5.0, 0.2 * 2**attempt))
+        snapshot = call(client, "check the export", client.projects.exports.get, project_id,
+                        snapshot.id)
+    raise LabelStudioUnavailable(f"Label Studio did not finish exporting project {project_id}")

@@ -33,7 +33,7 @@ class Annotators:
     def __init__(self, client: LabelStudio | None) -> None:
         self.client = client
         self.emails: dict[int, str] = {}
-        self.fetched = False
+        self.missing: set[int] = set()  # asked for once, not found
 
     def name(self, who: Any) -> str:
         if isinstance(who, dict):
@@ -43,10 +43,11 @@ class Annotators:
         if who is None:
             return "unknown"
         user_id = int(who)
-        if user_id not in self.emails and self.client is not None and not self.fetched:
+        if user_id not in self.emails and user_id not in self.missing and self.client:
             users = call(self.client, "list users", lambda: list(self.client.users.list()))
             self.emails.update({u.id: u.email or u.username or f"user-{u.id}" for u in users})
-            self.fetched = True
+            if user_id not in self.emails:
+                self.missing.add(user_id)
         return self.emails.get(user_id, f"user-{user_id}")
 
 

@@ -251,8 +251,9 @@ def test_webhooks_feed_the_resolver(review_env, label_studio, fishdata, webhook_
     person.annotations.delete(annotation)
     wait_for(lambda: image(a).status == ImageStatus.IN_REVIEW, "deletion by webhook")
     with session_scope() as session:
-        sources = session.scalars(select(ReviewDecision.source)).all()
-        assert sources == ["webhook"] * 3
+        decisions = session.scalars(select(ReviewDecision).order_by(ReviewDecision.id)).all()
+        assert [d.source for d in decisions] == ["webhook"] * 3
+        assert decisions[0].annotators == ["hooked@shoal.test"] and decisions[0].relabelled
         assert pull_annotations(session, label_studio.client()).decisions.changed == 0
 
     wrong = httpx.post(webhook_server.url, json={"action": "ANNOTATIONS_DELETED"},

@@ -24,12 +24,14 @@
 #                        development token; never use it on a reachable server]
 #   SHOAL_LS_ALLOW_LOOPBACK_WEBHOOKS=1  disable SSRF protection so webhooks may target
 #                        127.0.0.1 (tests only)
-#   SHOAL_LS_START_TIMEOUT  seconds to wait for /health [120]
+#   SHOAL_LS_START_TIMEOUT  seconds to wait for /health on start [120]
+#   SHOAL_LS_TEMPLATE_TIMEOUT  seconds to wait for the first (migrating) start [600]
 #
-# The admin user and token are created from the environment when a data dir is
-# first initialised; the template is made with the same values, so a copied
-# template already holds them. Changing them later needs a new template
-# (delete $SHOAL_LS_TEMPLATE) and a new data dir.
+# A new data dir (no label_studio.sqlite3 yet) is a copy of the template; start
+# makes the template first if it is missing. The admin user and token are
+# written into the DB when the template is made, so the template records a
+# fingerprint of them and is rebuilt when they change. An existing data dir
+# keeps the users it has: changing the credentials needs a new data dir.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,7 +61,7 @@ LS_TOKEN="${SHOAL_LABEL_STUDIO_TOKEN:-$DEV_TOKEN}"
 die() { echo "labelstudio.sh: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 parse_opts() {
@@ -168,14 +170,14 @@ wait_healthy() {
 
 # Stop the server of data dir $1; waits up to 30 s, then SIGKILL.
 stop_dir() {
-    local dir="$1" pid i
+    local dir="$1" pid
     if ! pid="$(running_pid "$dir")"; then
         rm -f "$(pid_file "$dir")" "$(port_file "$dir")"
         echo "not running ($dir)"
         return 0
     fi
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 60); do
+    for _ in $(seq 1 60); do
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done
@@ -192,27 +194,45 @@ port_free() {
         ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
+# Fingerprint of what a template bakes in: the admin user, password and token
+# are written into the DB at first start, so a template made with other values
+# must not be reused.
+template_fingerprint() {
+    printf '%s\n' "$LS_VERSION" "$LS_USERNAME" "$LS_PASSWORD" "$LS_TOKEN" | sha256sum | cut -d' ' -f1
+}
+
+template_ok() {
+    [ -f "$TEMPLATE/label_studio.sqlite3" ] &&
+        [ "$(cat "$TEMPLATE/.shoal-template" 2>/dev/null)" = "$(template_fingerprint)" ]
+}
+
 cmd_template() {
-    if [ -f "$TEMPLATE/label_studio.sqlite3" ]; then
+    if template_ok; then
         echo "template exists: $TEMPLATE"
         return 0
     fi
     installed || die "label-studio not installed; run: $0 install"
+    if [ -e "$TEMPLATE" ]; then
+        echo "template at $TEMPLATE was made for other credentials or is incomplete; rebuilding" >&2
+    fi
     local tmp port t0
     mkdir -p "$(dirname "$TEMPLATE")"
     tmp="$(mktemp -d "$(dirname "$TEMPLATE")/.template.XXXXXX")"
     # a free port for the throw-away start
     port="$("$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     t0=$(date +%s)
+    echo "migrating a new Label Studio data dir for the template (~40 s idle, minutes under load)..." >&2
     launch "$tmp" "$port" "$tmp/files"
-    if ! wait_healthy "$tmp" "$port" "${SHOAL_LS_START_TIMEOUT:-300}"; then
+    # the first start runs all migrations: give it much longer than a normal start
+    if ! wait_healthy "$tmp" "$port" "${SHOAL_LS_TEMPLATE_TIMEOUT:-600}"; then
         rm -rf "$tmp"
         die "template start failed"
     fi
     stop_dir "$tmp" >/dev/null
     rm -rf "$tmp/files" "$(pid_file "$tmp")" "$(log_file "$tmp")" "$(port_file "$tmp")"
+    template_fingerprint >"$tmp/.shoal-template"
     # another process may have won the race; keep theirs
-    if [ -f "$TEMPLATE/label_studio.sqlite3" ]; then
+    if template_ok; then
         rm -rf "$tmp"
     else
         rm -rf "$TEMPLATE"
@@ -233,11 +253,10 @@ cmd_start() {
     port_free "$PORT" || die "port $PORT is already in use"
     mkdir -p "$DATA_DIR"
     if [ ! -f "$DATA_DIR/label_studio.sqlite3" ]; then
-        if [ -f "$TEMPLATE/label_studio.sqlite3" ]; then
-            cp -a "$TEMPLATE/." "$DATA_DIR/"
-        else
-            echo "no template at $TEMPLATE (run '$0 template' for fast starts); migrating from scratch" >&2
-        fi
+        # a new data dir is always a copy of a complete, migrated template:
+        # never a half-migrated DB left by a start that timed out
+        cmd_template >&2
+        cp -a "$TEMPLATE/." "$DATA_DIR/"
     fi
     t0=$(date +%s%N)
     launch "$DATA_DIR" "$PORT" "$FILES_ROOT"

@@ -157,7 +157,7 @@ def create_version(
     version = _insert_version(session, name, values)
     try:
         _insert_items(session, version.id, rows)
-        digest = _write_manifest(session, version)
+        digest = _write_manifest(session, version.id, manifest_path(version.name))
         session.execute(
             update(DatasetVersion.__table__)  # type: ignore[arg-type]
             .where(DatasetVersion.id == version.id)
@@ -312,14 +312,13 @@ def manifest_lines(session: Session, version_id: int) -> Iterable[bytes]:
         yield (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
 
-def _write_manifest(session: Session, version: DatasetVersion) -> str:
-    """Write the manifest atomically under the data dir; returns its sha256."""
-    path = manifest_path(version.name)
+def _write_manifest(session: Session, version_id: int, path: Path) -> str:
+    """Write the manifest to ``path`` atomically; returns its sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_suffix(".jsonl.part")
+    part = path.with_name(path.name + ".part")
     digest = hashlib.sha256()
     with part.open("wb") as fh:
-        for line in manifest_lines(session, version.id):
+        for line in manifest_lines(session, version_id):
             digest.update(line)
             fh.write(line)
         fh.flush()
@@ -341,12 +340,14 @@ def ensure_manifest(session: Session, version: DatasetVersion) -> Path:
     path = manifest_path(version.name)
     if path.is_file() and file_sha256(path) == version.manifest_sha256:
         return path
-    if _write_manifest(session, version) != version.manifest_sha256:
-        path.unlink(missing_ok=True)
+    rebuilt = path.with_name(path.name + ".rebuilt")
+    if _write_manifest(session, version.id, rebuilt) != version.manifest_sha256:
+        rebuilt.unlink()
         raise ShoalError(
             f"the manifest of {version.name!r} is missing or altered, and the catalog's "
             "provenance of its images has changed since, so it cannot be rebuilt byte for byte"
         )
+    os.replace(rebuilt, path)
     return path
 
 

@@ -106,12 +106,13 @@ def test_refuses_classes_below_min_per_class(three_species):
 
 
 def test_a_species_without_approved_images_is_refused(three_species):
-    with session_scope(three_species.url) as session, pytest.raises(UsageError, match=r"loitta \(0\)"):
+    refused = pytest.raises(UsageError, match=r"loitta \(0\)")
+    with session_scope(three_species.url) as session, refused:
         create_version(session, species=["loitta", "mola"])
 
 
 def test_creation_is_all_or_nothing(three_species, monkeypatch):
-    def broken(session, version):
+    def broken(session, version_id, path):
         raise OSError("disk full")
 
     monkeypatch.setattr(datasets, "_write_manifest", broken)

@@ -64,22 +64,34 @@ def list_versions(session: Session) -> list[DatasetVersion]:
     return list(session.scalars(select(DatasetVersion).order_by(DatasetVersion.id)))
 
 
-def primary_sources() -> Any:
-    """Subquery ``(image_id, source_id)``: each image's first source."""
+def primary_source_id(image_id: Any) -> Any:
+    """Correlated subquery: the id of the image's first source (an index seek per image)."""
     return (
-        select(ImageSource.image_id, func.min(ImageSource.id).label("source_id"))
-        .where(ImageSource.image_id.is_not(None))
-        .group_by(ImageSource.image_id)
-        .subquery("primary_source")
+        select(func.min(ImageSource.id)).where(ImageSource.image_id == image_id).scalar_subquery()
     )
 
 
-def latest_decisions() -> Any:
-    """Subquery ``(image_id, decision_id)``: the review decision in force for each image."""
+def latest_decision_id(image_id: Any) -> Any:
+    """Correlated subquery: the id of the review decision in force for the image."""
     return (
-        select(ReviewDecision.image_id, func.max(ReviewDecision.id).label("decision_id"))
-        .group_by(ReviewDecision.image_id)
-        .subquery("latest_decision")
+        select(func.max(ReviewDecision.id))
+        .where(ReviewDecision.image_id == image_id)
+        .scalar_subquery()
+    )
+
+
+PROVENANCE = ("url", "site", "license", "annotators")
+
+
+def with_provenance(query: Select[Any], image_id: Any) -> Select[Any]:
+    """Add ``url, site, license`` of the primary source and the ``annotators`` of the decision
+    in force to a query over images (``image_id`` is its image id column)."""
+    src = aliased(ImageSource)
+    decision = aliased(ReviewDecision)
+    return (
+        query.add_columns(src.url, src.site, src.license, decision.annotators)
+        .outerjoin(src, src.id == primary_source_id(image_id))
+        .outerjoin(decision, decision.id == latest_decision_id(image_id))
     )
 
 
@@ -97,7 +109,6 @@ class ItemFilter:
 
 def items_query(version_id: int, flt: ItemFilter = ItemFilter()) -> Select[Any]:
     """The items of a version with their primary source, filtered; ordered by sha256."""
-    first = primary_sources()
     src = aliased(ImageSource)
     query = (
         select(
@@ -110,8 +121,7 @@ def items_query(version_id: int, flt: ItemFilter = ItemFilter()) -> Select[Any]:
             src.license,
         )
         .select_from(DatasetItem)
-        .outerjoin(first, first.c.image_id == DatasetItem.image_id)
-        .outerjoin(src, src.id == first.c.source_id)
+        .outerjoin(src, src.id == primary_source_id(DatasetItem.image_id))
         .where(DatasetItem.version_id == version_id)
         .order_by(DatasetItem.sha256)
     )
@@ -130,14 +140,22 @@ def class_counts(
         .group_by(DatasetItem.label, DatasetItem.split)
     )
     if flt.needs_source:
-        first = primary_sources()
-        query = query.join(first, first.c.image_id == DatasetItem.image_id).join(
-            src, src.id == first.c.source_id
-        )
+        query = query.join(src, src.id == primary_source_id(DatasetItem.image_id))
     counts: dict[str, dict[str, int]] = {}
     for label, split, n in session.execute(_filtered(query, flt, src)):
         counts.setdefault(label, {"train": 0, "val": 0})[split] = n
     return dict(sorted(counts.items()))
+
+
+def manifest_query(version_id: int) -> Select[Any]:
+    """What a version's manifest is written from: items with provenance, by sha256."""
+    query = (
+        select(DatasetItem.sha256, DatasetItem.label, DatasetItem.split)
+        .select_from(DatasetItem)
+        .where(DatasetItem.version_id == version_id)
+        .order_by(DatasetItem.sha256)
+    )
+    return with_provenance(query, DatasetItem.image_id)
 
 
 def _filtered(query: Select[Any], flt: ItemFilter, src: Any) -> Select[Any]:

@@ -15,10 +15,11 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
@@ -28,20 +29,19 @@ from catalog.models import (
     DatasetVersion,
     DuplicateGroup,
     Image,
-    ImageSource,
     ImageStatus,
-    ReviewDecision,
     Species,
 )
 from catalog.settings import get_settings
 from catalog.species import get_species
 from catalog.versions import (
     LATEST,
+    PROVENANCE,
     find_version,
     item_image_paths,
-    latest_decisions,
     list_versions,
-    primary_sources,
+    manifest_query,
+    with_provenance,
 )
 from pipeline.errors import ShoalError, UsageError
 from pipeline.splits import RULE, SPLITS, VAL, plan_splits
@@ -51,6 +51,7 @@ MANIFEST = "manifest.jsonl"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 AUTO_NAME = re.compile(r"^v(\d+)$")
 CHUNK = 5000
+ITEM_COLUMNS = ("version_id", "image_id", "sha256", "label", "split")
 
 
 class VersionExists(UsageError):
@@ -63,7 +64,7 @@ def local_split_keys(session: Session, image_ids: Sequence[int]) -> dict[int, st
     duplicate group's ``split_key``, else the image's own sha256."""
     keys: dict[int, str] = {}
     for chunk in _chunks(image_ids):
-        rows = session.execute(
+        rows = session.connection().execute(
             select(Image.id, func.coalesce(DuplicateGroup.split_key, Image.sha256))
             .outerjoin(DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id)
             .where(Image.id.in_(chunk))
@@ -93,21 +94,21 @@ def manifest_path(name: str) -> Path:
 
 
 # --- creating one ---------------------------------------------------------------------------
-def approved_images(
-    session: Session, species_ids: Sequence[int] | None
-) -> list[tuple[int, str, str]]:
-    """``(image_id, sha256, label)`` of every approved image: the reviewed label, else the
-    species whose keyword found it; an image with neither is left out."""
+def approved_images(session: Session, species_ids: Sequence[int] | None) -> list[Any]:
+    """Rows ``(id, sha256, label, url, site, license, annotators)`` of every approved image.
+    The label is the reviewed one, else the species whose keyword found the image; an image
+    with neither is left out."""
     label = aliased(Species)
     label_id = func.coalesce(Image.label_species_id, Image.expected_species_id)
     query = (
-        select(Image.id, Image.sha256, label.slug)
+        select(Image.id, Image.sha256, label.slug.label("label"))
+        .select_from(Image)
         .join(label, label.id == label_id)
         .where(Image.status == ImageStatus.APPROVED)
     )
     if species_ids is not None:
         query = query.where(label_id.in_(species_ids))
-    return list(session.execute(query).tuples())
+    return list(session.connection().execute(with_provenance(query, Image.id)))
 
 
 def create_version(
@@ -126,21 +127,19 @@ def create_version(
     slugs = sorted(set(species)) if species else None
     species_ids = [get_species(session, s).id for s in slugs] if slugs else None
     images = approved_images(session, species_ids)
-    counts = Counter(label for _, _, label in images)
+    counts = Counter(image.label for image in images)
     classes = slugs or sorted(counts)
     _check_class_sizes(classes, counts, min_per_class)
 
-    keys = _split_keys(session, [image_id for image_id, _, _ in images])
+    keys = _split_keys(session, [image.id for image in images])
     plan = plan_splits(
-        ((label, keys[image_id]) for image_id, _, label in images),
+        ((image.label, keys[image.id]) for image in images),
         val_ratio,
         pinned_val=_pinned_val(session, val_ratio),
         already_used=lambda candidates: _used_keys(session, keys, candidates),
     )
-    rows = [
-        (image_id, sha, label, plan.split_of(keys[image_id])) for image_id, sha, label in images
-    ]
-    n_val = sum(split == VAL for *_, split in rows)
+    splits = [plan.split_of(keys[image.id]) for image in images]
+    n_val = splits.count(VAL)
     values = {
         "classes": classes,
         "params": {
@@ -150,14 +149,18 @@ def create_version(
             "split_rule": RULE,
             "promoted_keys": sorted(plan.promoted),
         },
-        "n_items": len(rows),
-        "n_train": len(rows) - n_val,
+        "n_items": len(images),
+        "n_train": len(images) - n_val,
         "n_val": n_val,
     }
     version = _insert_version(session, name, values)
     try:
-        _insert_items(session, version.id, rows)
-        digest = _write_manifest(session, version.id, manifest_path(version.name))
+        _insert_items(session, version.id, images, splits)
+        lines = sorted(
+            (manifest_line(image.sha256, image.label, split, *image[-len(PROVENANCE):])
+             for image, split in zip(images, splits, strict=True)),
+        )
+        digest = _write_manifest(lines, manifest_path(version.name))
         session.execute(
             update(DatasetVersion.__table__)  # type: ignore[arg-type]
             .where(DatasetVersion.id == version.id)
@@ -250,75 +253,68 @@ def _insert_version(session: Session, name: str | None, values: dict[str, Any]) 
     raise ShoalError("could not pick a free version name: too many concurrent creates")
 
 
-def _insert_items(session: Session, version_id: int, rows: list[tuple[int, str, str, str]]) -> None:
-    """Bulk insert ``(image_id, sha256, label, split)`` rows: COPY on PostgreSQL, executemany
-    in chunks elsewhere."""
+def _insert_items(
+    session: Session, version_id: int, images: Sequence[Any], splits: Sequence[str]
+) -> None:
+    """Bulk insert one item per image: COPY on PostgreSQL, the driver's executemany on
+    SQLite; both inside the session's transaction."""
+    rows = (
+        (version_id, image.id, image.sha256, image.label, split)
+        for image, split in zip(images, splits, strict=True)
+    )
     connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor, cursor.copy(
-            "COPY dataset_items (version_id, image_id, sha256, label, split) FROM STDIN"
-        ) as copy:
-            for row in rows:
-                copy.write_row((version_id, *row))
-        return
-    table = DatasetItem.__table__
-    for chunk in _chunks(rows, 20_000):
-        connection.execute(
-            insert(table),  # type: ignore[arg-type]
-            [
-                {"version_id": version_id, "image_id": i, "sha256": s, "label": lab, "split": sp}
-                for i, s, lab, sp in chunk
-            ],
-        )
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with closing(cursor):
+        if connection.dialect.name == "postgresql":
+            with cursor.copy(f"COPY dataset_items ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:  # no per-row parameter processing: the driver takes the tuples as they are
+            cursor.executemany(
+                f"INSERT INTO dataset_items ({', '.join(ITEM_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
 
 # --- the manifest ---------------------------------------------------------------------------
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def manifest_line(
+    sha256: str,
+    species: str,
+    split: str,
+    url: str | None,
+    site: str | None,
+    license_: str | None,
+    annotators: list[str] | None,
+) -> bytes:
+    """One manifest entry. Lines sort by sha256 because every line starts with it."""
+    entry = {
+        "sha256": sha256,
+        "species": species,
+        "split": split,
+        "source_url": url,
+        "site": site,
+        "license": license_,
+        "annotator": ",".join(annotators) if annotators else None,
+    }
+    return (_encode(entry) + "\n").encode()
+
+
 def manifest_lines(session: Session, version_id: int) -> Iterable[bytes]:
-    """One JSON line per item, ordered by sha256, with the image's primary source and the
-    annotators of the review decision in force."""
-    first = primary_sources()
-    decided = latest_decisions()
-    src = aliased(ImageSource)
-    decision = aliased(ReviewDecision)
-    rows = session.execute(
-        select(
-            DatasetItem.sha256,
-            DatasetItem.label,
-            DatasetItem.split,
-            src.url,
-            src.site,
-            src.license,
-            decision.annotators,
-        )
-        .outerjoin(first, first.c.image_id == DatasetItem.image_id)
-        .outerjoin(src, src.id == first.c.source_id)
-        .outerjoin(decided, decided.c.image_id == DatasetItem.image_id)
-        .outerjoin(decision, decision.id == decided.c.decision_id)
-        .where(DatasetItem.version_id == version_id)
-        .order_by(DatasetItem.sha256)
-        .execution_options(yield_per=10_000)
-    )
-    for sha, label, split, url, site, license_, annotators in rows:
-        entry = {
-            "sha256": sha,
-            "species": label,
-            "split": split,
-            "source_url": url,
-            "site": site,
-            "license": license_,
-            "annotator": ",".join(annotators) if annotators else None,
-        }
-        yield (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    """The manifest of a stored version, rebuilt from its items and the catalog."""
+    rows = session.connection().execute(manifest_query(version_id))
+    return (manifest_line(*row) for row in rows)
 
 
-def _write_manifest(session: Session, version_id: int, path: Path) -> str:
+def _write_manifest(lines: Iterable[bytes], path: Path) -> str:
     """Write the manifest to ``path`` atomically; returns its sha256."""
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     digest = hashlib.sha256()
     with part.open("wb") as fh:
-        for line in manifest_lines(session, version_id):
+        for line in lines:
             digest.update(line)
             fh.write(line)
         fh.flush()
@@ -341,7 +337,7 @@ def ensure_manifest(session: Session, version: DatasetVersion) -> Path:
     if path.is_file() and file_sha256(path) == version.manifest_sha256:
         return path
     rebuilt = path.with_name(path.name + ".rebuilt")
-    if _write_manifest(session, version.id, rebuilt) != version.manifest_sha256:
+    if _write_manifest(manifest_lines(session, version.id), rebuilt) != version.manifest_sha256:
         rebuilt.unlink()
         raise ShoalError(
             f"the manifest of {version.name!r} is missing or altered, and the catalog's "

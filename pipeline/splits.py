@@ -24,7 +24,7 @@ versions with the same ``val_ratio``: a larger ratio moves keys from train to va
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -59,11 +59,12 @@ def plan_splits(
 ) -> SplitPlan:
     """Decide the split of every key. ``members`` is one ``(label, key)`` pair per image;
     ``already_used(keys)`` answers which of ``keys`` some earlier version already contains."""
+    per_pair = Counter(members)  # (label, key) -> images
     images_per_label: Counter[str] = Counter()
-    key_labels: dict[str, Counter[str]] = defaultdict(Counter)
-    for label, key in members:
-        images_per_label[label] += 1
-        key_labels[key][label] += 1
+    key_labels: dict[str, list[str]] = {}
+    for (label, key), n in per_pair.items():
+        images_per_label[label] += n
+        key_labels.setdefault(key, []).append(label)
 
     splits = {
         key: VAL if val_ratio > 0 and (key in pinned_val or fraction(key) < val_ratio) else TRAIN
@@ -78,17 +79,15 @@ def plan_splits(
     lacking = sorted(
         label for label, n in images_per_label.items() if n >= 2 and label not in has_val
     )
-    candidates = {
-        label: sorted(
-            (k for k, labels in key_labels.items() if set(labels) == {label}), key=fraction
-        )
-        for label in lacking
-    }
+    candidates: dict[str, list[str]] = {label: [] for label in lacking}
+    for key, labels in key_labels.items():
+        if len(labels) == 1 and labels[0] in candidates:
+            candidates[labels[0]].append(key)
     used = already_used({k for keys in candidates.values() for k in keys})
     promoted: list[str] = []
     for label in lacking:
-        for key in candidates[label]:
-            if key in used or key_labels[key][label] >= images_per_label[label]:
+        for key in sorted(candidates[label], key=fraction):
+            if key in used or per_pair[label, key] >= images_per_label[label]:
                 continue
             splits[key] = VAL
             promoted.append(key)

@@ -112,7 +112,7 @@ def test_a_species_without_approved_images_is_refused(three_species):
 
 
 def test_creation_is_all_or_nothing(three_species, monkeypatch):
-    def broken(session, version_id, path):
+    def broken(lines, path):
         raise OSError("disk full")
 
     monkeypatch.setattr(datasets, "_write_manifest", broken)

@@ -74,6 +74,7 @@ def test_imagefolder_export_reads_with_torchvision(three_species, tmp_path):
 
 def test_manifest_export_verifies_and_rebuilds(three_species, tmp_path):
     cat = three_species
+    cat.review(cat.ids["shing"][2], ["dave"])
     with session_scope(cat.url) as session:
         version = create_version(session)
         manifest_path("v1").unlink()  # lost: rebuilt from the catalog byte for byte
@@ -81,6 +82,7 @@ def test_manifest_export_verifies_and_rebuilds(three_species, tmp_path):
         assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl"]
         assert file_sha256(out / "manifest.jsonl") == version.manifest_sha256
         assert file_sha256(manifest_path("v1")) == version.manifest_sha256
+        assert '"annotator":"dave"' in manifest_path("v1").read_text()
 
         manifest_path("v1").write_text("tampered\n")
         cat.review(cat.ids["mola"][0], ["carol"])  # provenance changed since: cannot rebuild

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds
+from pipeline.cli import catalog_cmds, dedupe
 from pipeline.cli.common import ShoalGroup
 from pipeline.cli.dataset import dataset_app
 
@@ -20,6 +20,7 @@ app.add_typer(catalog_cmds.species_app, name="species")
 app.add_typer(dataset_app, name="dataset")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
+app.command("dedupe")(dedupe.dedupe_cmd)
 
 
 def main() -> None:

@@ -64,19 +64,33 @@ def list_versions(session: Session) -> list[DatasetVersion]:
     return list(session.scalars(select(DatasetVersion).order_by(DatasetVersion.id)))
 
 
-def primary_source_id(image_id: Any) -> Any:
-    """Correlated subquery: the id of the image's first source (an index seek per image)."""
+def primary_sources() -> Any:
+    """Subquery ``(image_id, source_id)``: each image's first source.
+
+    A GROUP BY (hash aggregate, then hash join) rather than a correlated ``min()`` per image:
+    PostgreSQL may plan the correlated form as a backward primary-key scan per row."""
     return (
-        select(func.min(ImageSource.id)).where(ImageSource.image_id == image_id).scalar_subquery()
+        select(ImageSource.image_id, func.min(ImageSource.id).label("source_id"))
+        .where(ImageSource.image_id.is_not(None))
+        .group_by(ImageSource.image_id)
+        .subquery("primary_source")
     )
 
 
-def latest_decision_id(image_id: Any) -> Any:
-    """Correlated subquery: the id of the review decision in force for the image."""
+def latest_decisions() -> Any:
+    """Subquery ``(image_id, decision_id)``: the review decision in force for each image."""
     return (
-        select(func.max(ReviewDecision.id))
-        .where(ReviewDecision.image_id == image_id)
-        .scalar_subquery()
+        select(ReviewDecision.image_id, func.max(ReviewDecision.id).label("decision_id"))
+        .group_by(ReviewDecision.image_id)
+        .subquery("latest_decision")
+    )
+
+
+def join_primary_source(query: Select[Any], image_id: Any, src: Any, *, outer: bool) -> Select[Any]:
+    """Join ``src`` (an aliased ImageSource) as the primary source of ``image_id``."""
+    first = primary_sources()
+    return query.join(first, first.c.image_id == image_id, isouter=outer).join(
+        src, src.id == first.c.source_id, isouter=outer
     )
 
 
@@ -88,10 +102,13 @@ def with_provenance(query: Select[Any], image_id: Any) -> Select[Any]:
     in force to a query over images (``image_id`` is its image id column)."""
     src = aliased(ImageSource)
     decision = aliased(ReviewDecision)
-    return (
-        query.add_columns(src.url, src.site, src.license, decision.annotators)
-        .outerjoin(src, src.id == primary_source_id(image_id))
-        .outerjoin(decision, decision.id == latest_decision_id(image_id))
+    decided = latest_decisions()
+    query = join_primary_source(
+        query.add_columns(src.url, src.site, src.license, decision.annotators),
+        image_id, src, outer=True,
+    )
+    return query.outerjoin(decided, decided.c.image_id == image_id).outerjoin(
+        decision, decision.id == decided.c.decision_id
     )
 
 
@@ -110,21 +127,17 @@ class ItemFilter:
 def items_query(version_id: int, flt: ItemFilter = ItemFilter()) -> Select[Any]:
     """The items of a version with their primary source, filtered; ordered by sha256."""
     src = aliased(ImageSource)
-    query = (
-        select(
-            DatasetItem.image_id,
-            DatasetItem.sha256,
-            DatasetItem.label,
-            DatasetItem.split,
-            src.url,
-            src.site,
-            src.license,
-        )
-        .select_from(DatasetItem)
-        .outerjoin(src, src.id == primary_source_id(DatasetItem.image_id))
-        .where(DatasetItem.version_id == version_id)
-        .order_by(DatasetItem.sha256)
-    )
+    query = select(
+        DatasetItem.image_id,
+        DatasetItem.sha256,
+        DatasetItem.label,
+        DatasetItem.split,
+        src.url,
+        src.site,
+        src.license,
+    ).select_from(DatasetItem)
+    query = join_primary_source(query, DatasetItem.image_id, src, outer=True)
+    query = query.where(DatasetItem.version_id == version_id).order_by(DatasetItem.sha256)
     return _filtered(query, flt, src)
 
 
@@ -140,7 +153,7 @@ def class_counts(
         .group_by(DatasetItem.label, DatasetItem.split)
     )
     if flt.needs_source:
-        query = query.join(src, src.id == primary_source_id(DatasetItem.image_id))
+        query = join_primary_source(query, DatasetItem.image_id, src, outer=False)
     counts: dict[str, dict[str, int]] = {}
     for label, split, n in session.execute(_filtered(query, flt, src)):
         counts.setdefault(label, {"train": 0, "val": 0})[split] = n

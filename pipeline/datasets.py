@@ -27,7 +27,6 @@ from sqlalchemy.orm.attributes import set_committed_value
 from catalog.models import (
     DatasetItem,
     DatasetVersion,
-    DuplicateGroup,
     Image,
     ImageStatus,
     Species,
@@ -43,6 +42,7 @@ from catalog.versions import (
     manifest_query,
     with_provenance,
 )
+from pipeline.dedupe import split_key_for
 from pipeline.errors import ShoalError, UsageError
 from pipeline.splits import RULE, SPLITS, VAL, plan_splits
 
@@ -56,21 +56,6 @@ ITEM_COLUMNS = ("version_id", "image_id", "sha256", "label", "split")
 
 class VersionExists(UsageError):
     """A version with this name exists already (versions are never overwritten)."""
-
-
-# --- split keys -----------------------------------------------------------------------------
-def local_split_keys(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
-    """The dedupe contract, until ``pipeline.dedupe.split_key_for`` lands: the image's
-    duplicate group's ``split_key``, else the image's own sha256."""
-    keys: dict[int, str] = {}
-    for chunk in _chunks(image_ids):
-        rows = session.connection().execute(
-            select(Image.id, func.coalesce(DuplicateGroup.split_key, Image.sha256))
-            .outerjoin(DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id)
-            .where(Image.id.in_(chunk))
-        )
-        keys.update(rows.tuples().all())
-    return keys
 
 
 def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
@@ -131,7 +116,7 @@ def create_version(
     classes = slugs or sorted(counts)
     _check_class_sizes(classes, counts, min_per_class)
 
-    keys = _split_keys(session, [image.id for image in images])
+    keys = split_key_for(session, [image.id for image in images])
     plan = plan_splits(
         ((image.label, keys[image.id]) for image in images),
         val_ratio,
@@ -197,10 +182,6 @@ def _check_class_sizes(classes: list[str], counts: Counter[str], min_per_class: 
             f"{len(small)} class(es) have fewer than --min-per-class {min_per_class} approved "
             f"images: {listed}; approve more images or leave these species out with --species"
         )
-
-
-def _split_keys(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
-    return local_split_keys(session, image_ids)
 
 
 def _pinned_val(session: Session, val_ratio: float) -> set[str]:
@@ -269,6 +250,8 @@ def _insert_items(
             with cursor.copy(f"COPY dataset_items ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+            # fresh statistics, so the diffs and queries that follow plan for the real size
+            cursor.execute("ANALYZE dataset_items")
         else:  # no per-row parameter processing: the driver takes the tuples as they are
             cursor.executemany(
                 f"INSERT INTO dataset_items ({', '.join(ITEM_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",

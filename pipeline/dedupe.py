@@ -36,8 +36,8 @@ from pipeline.hashindex import HashIndex, hex_to_u64, popcount64
 from pipeline.licenses import license_rank
 
 # chosen with benchmarks/dedupe.py on the real photos (see docs/dedupe.md)
-DEFAULT_RADIUS = 10
-DEFAULT_DHASH_RADIUS = 14
+DEFAULT_RADIUS = 8
+DEFAULT_DHASH_RADIUS = 16
 MAX_RADIUS = 16
 # statuses dedupe may set; images already reviewed keep theirs and are only linked
 _OPEN = (ImageStatus.DOWNLOADED, ImageStatus.UNIQUE, ImageStatus.DUPLICATE)

@@ -24,6 +24,7 @@ import numpy as np
 BITS = 64
 MAX_CHUNK_BITS = 22  # direct-address tables: 2**22 offsets at most per chunk
 MAX_RADIUS = 24
+_WINDOW = 16  # slots read per key in a single query before falling back to exact ranges
 _DELTA_SCAN_LIMIT = 20_000_000  # query x delta comparisons before a bulk query compacts first
 
 
@@ -143,17 +144,17 @@ class _Tables:
         n = len(hashes)
         self.live = [c for c in plan.chunks if c.radius >= 0]
         offsets, counts, sorted_pos, self.bases = [], [], [], []
-        base = 0
+        # every table starts at a multiple of the widest one, so a key is (base | value) ^ mask
+        stride = 1 << max((c.width for c in self.live), default=0)
         for i, c in enumerate(self.live):
             vals = _chunk_values(hashes, c)
             cnt = np.bincount(vals, minlength=1 << c.width)
-            offs = np.zeros(len(cnt), dtype=np.int64)
-            np.cumsum(cnt[:-1], out=offs[1:])
+            offs = np.zeros(stride, dtype=np.int64)
+            np.cumsum(cnt[:-1], out=offs[1 : len(cnt)])
             offsets.append(offs + i * n)
-            counts.append(cnt)
+            counts.append(np.pad(cnt, (0, stride - len(cnt))))
             sorted_pos.append(np.argsort(vals, kind="stable"))
-            self.bases.append(base)
-            base += len(cnt)
+            self.bases.append(i * stride)
         self.offsets = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
         if len(self.live) * n < 2**31:
             self.offsets = self.offsets.astype(np.int32)
@@ -161,46 +162,57 @@ class _Tables:
         top = int(all_counts.max()) if len(all_counts) else 0
         small = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64
         self.counts = all_counts.astype(small)  # a small table stays in cache
+        # one query reads this many slots from each bucket start (a column, so that numpy
+        # broadcasts along the long axis)
+        width = max(1, min(top, _WINDOW))
+        self.window = np.arange(width, dtype=self.offsets.dtype)[:, None]
+        self.has_long = top > width
         self.sorted_pos = np.concatenate(sorted_pos) if sorted_pos else np.zeros(0, np.int64)
         self.sorted_hash = hashes[self.sorted_pos]
-        # one row per key a query looks up: which chunk, its table base, the flip mask
-        chunk_of, base_of, mask_of = [], [], []
+        # one row per key a query looks up: which chunk, which flip mask
+        chunk_of, mask_of = [], []
         for i, c in enumerate(self.live):
             masks = _flip_masks(c.width, c.radius)
             chunk_of.append(np.full(len(masks), i))
-            base_of.append(np.full(len(masks), self.bases[i], dtype=np.int64))
             mask_of.append(masks)
         self.entry_chunk = np.concatenate(chunk_of) if chunk_of else np.zeros(0, np.int64)
-        self.entry_base = np.concatenate(base_of) if base_of else np.zeros(0, np.int64)
         self.entry_mask = np.concatenate(mask_of) if mask_of else np.zeros(0, np.int64)
-        # the same per key, as uint64 so that one query is four vector operations
-        live_shift = np.asarray([c.shift for c in self.live], dtype=np.uint64)
-        live_wmask = np.asarray([(1 << c.width) - 1 for c in self.live], dtype=np.uint64)
-        self.entry_shift = live_shift[self.entry_chunk]
-        self.entry_wmask = live_wmask[self.entry_chunk]
-        self.entry_umask = self.entry_mask.astype(np.uint64)
-        self.entry_ubase = self.entry_base.astype(np.uint64)
+        self.key_parts = [(base, c.shift, (1 << c.width) - 1)
+                          for base, c in zip(self.bases, self.live, strict=True)]
 
-    def query_one(self, q: np.uint64, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions within ``radius`` of ``q`` and their distances (a few µs of numpy calls)."""
-        keys = ((((q >> self.entry_shift) & self.entry_wmask) ^ self.entry_umask)
-                + self.entry_ubase).view(np.int64)
-        lengths = self.counts.take(keys)
-        hit = np.flatnonzero(lengths)
-        if len(hit) == 0:
+    def query_one(self, q: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions within ``radius`` of ``q`` and their distances.
+
+        A query costs a fixed dozen numpy calls over a few thousand elements: the number of
+        calls, not the data, is what costs. So each key reads a fixed window of slots from its
+        bucket's start with no masking: a slot past the bucket holds some other real hash,
+        which the full 64-bit distance check keeps only if it truly is within the radius.
+        """
+        if not len(self.hashes):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        hit_len = lengths.take(hit)
-        ends = np.cumsum(hit_len, dtype=np.int64)
-        slots = np.repeat(self.offsets.take(keys.take(hit)) - ends + hit_len, hit_len)
-        slots += np.arange(int(ends[-1]), dtype=np.int64)
-        dist = popcount64(self.sorted_hash.take(slots) ^ q)
+        own = np.array([base | ((q >> shift) & wmask) for base, shift, wmask in self.key_parts])
+        keys = own.take(self.entry_chunk)
+        keys ^= self.entry_mask
+        starts = self.offsets.take(keys)
+        slots = self.window + starts
+        if self.has_long:  # buckets longer than the window: read the rest exactly
+            lengths = self.counts.take(keys)
+            long = np.flatnonzero(lengths > len(self.window))
+            if len(long):
+                rest = _expand(starts[long] + len(self.window), lengths[long] - len(self.window))
+                slots = np.concatenate([slots.ravel(), rest])
+        dist = popcount64(self.sorted_hash.take(slots, mode="clip") ^ np.uint64(q))
         keep = np.flatnonzero(dist <= radius)
-        pos = self.sorted_pos.take(slots.take(keep))
-        dist = dist.take(keep).astype(np.int64)
-        if len(pos) > 1:  # a neighbour close in several chunks is found once per chunk
-            pos, first = np.unique(pos, return_index=True)
-            dist = dist[first]
-        return pos, dist
+        pos = self.sorted_pos.take(slots.take(keep), mode="clip")
+        dist = dist.take(keep)
+        if len(pos) < 2:
+            return pos, dist
+        if len(pos) <= 64:  # a neighbour is found once per chunk and window it is in
+            found = dict(zip(pos.tolist(), dist.tolist(), strict=True))
+            return np.fromiter(found, np.int64, len(found)), np.fromiter(
+                found.values(), np.int64, len(found))
+        pos, first = np.unique(pos, return_index=True)
+        return pos, dist[first]
 
     def join(
         self, queries: np.ndarray, radius: int, *, self_join: bool = False
@@ -356,12 +368,11 @@ class HashIndex:
     def query(self, value: int, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, distances) of every hash within ``radius`` of ``value``, ordered by id."""
         radius = self._check_radius(radius)
-        q = np.uint64(value)
-        pos, dists = self._tables.query_one(q, radius)
+        pos, dists = self._tables.query_one(int(value), radius)
         ids = self._ids.take(pos)
-        d_ids, d_hashes = self._delta()
-        if len(d_ids):
-            d_dist = popcount64(d_hashes ^ q).astype(np.int64)
+        if self._delta_n:
+            d_ids, d_hashes = self._delta()
+            d_dist = popcount64(d_hashes ^ np.uint64(value)).astype(np.int64)
             near = d_dist <= radius
             ids = np.concatenate([ids, d_ids[near]])
             dists = np.concatenate([dists, d_dist[near]])

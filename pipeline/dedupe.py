@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from catalog.models import (
@@ -42,6 +42,7 @@ MAX_RADIUS = 16
 # statuses dedupe may set; images already reviewed keep theirs and are only linked
 _OPEN = (ImageStatus.DOWNLOADED, ImageStatus.UNIQUE, ImageStatus.DUPLICATE)
 _IN_CHUNK = 5000  # ids per IN (...) list
+_LOCK_KEY = 0x5D0ED0  # PostgreSQL advisory lock id of dedupe runs
 
 Progress = Callable[[str, int, int], None]
 
@@ -115,6 +116,18 @@ class _GroupPlan:
     canonical: _Member
     conflict: bool
     species_slugs: list[str]
+
+
+def _lock(session: Session) -> None:
+    """Serialise dedupe runs until this transaction ends, so two never group the same images.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: taking the write lock up front
+    (a write that changes nothing), so a second run starts reading only after the first commits.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:
+        session.execute(update(DuplicateGroup).where(DuplicateGroup.id < 0).values(size=0))
 
 
 # --- reading the catalog --------------------------------------------------------------------
@@ -491,6 +504,8 @@ def run_dedupe(
     step = progress or (lambda _stage, _done, _total: None)
     report = DedupeReport(radius, dhash_radius, "rescan" if rescan else "incremental", dry_run)
 
+    if not dry_run:
+        _lock(session)
     step("loading hashes", 0, 1)
     table = _load_hashes(session)
     new_ids = _new_ids(session)

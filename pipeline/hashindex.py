@@ -15,7 +15,11 @@ grows, so inserts never rescan the index.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 from math import comb
 
@@ -24,6 +28,8 @@ import numpy as np
 BITS = 64
 MAX_CHUNK_BITS = 22  # direct-address tables: 2**22 offsets at most per chunk
 MAX_RADIUS = 24
+_THREADS = max(1, min(4, os.cpu_count() or 1))  # bulk joins on large inputs
+_THREAD_MIN = 50_000  # queries in a join before it is worth threads
 _WINDOW = 16  # slots read per key in a single query before falling back to exact ranges
 _DELTA_SCAN_LIMIT = 20_000_000  # query x delta comparisons before a bulk query compacts first
 
@@ -220,12 +226,21 @@ class _Tables:
         """All (query index, position, distance) within ``radius``; may repeat a pair.
 
         With ``self_join`` the queries are this table's own hashes and each unordered pair is
-        reported once per chunk that finds it, as (smaller, larger) positions.
+        reported once per chunk that finds it, as (smaller, larger) positions. The passes run
+        on a few threads: numpy releases the GIL inside each large array operation.
         """
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         if len(queries) and len(self.hashes):
-            for ci, c in enumerate(self.live):
-                out.extend(self._join_chunk(ci, c, queries, radius, self_join))
+            jobs = [job for ci, c in enumerate(self.live)
+                    for job in self._chunk_jobs(ci, c, queries, radius, self_join)]
+            workers = min(len(jobs), _THREADS) if len(queries) >= _THREAD_MIN else 1
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    for part in pool.map(lambda job: job(), jobs):
+                        out.extend(part)
+            else:
+                for job in jobs:
+                    out.extend(job())
         if not out:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
@@ -234,48 +249,56 @@ class _Tables:
             qi, pos = np.minimum(qi, pos), np.maximum(qi, pos)
         return qi, pos, dist
 
-    def _join_chunk(
+    def _chunk_jobs(
         self, ci: int, c: Chunk, queries: np.ndarray, radius: int, self_join: bool
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> list[Callable[[], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+        """One job per group of flip masks sharing their highest bit."""
         n = len(self.hashes)
         lo = ci * n
         if self_join:  # the queries are the slots of this chunk, in sorted order
             q_order = self.sorted_pos[lo : lo + n]
             q_hash = self.sorted_hash[lo : lo + n]
-        else:
+        else:  # walked in chunk order too, so that the lookups read memory in order
             q_order = np.argsort(_chunk_values(queries, c), kind="stable")
             q_hash = queries[q_order]
         q_vals = _chunk_values(q_hash, c)
         base = self.bases[ci]
         counts = self.counts[base : base + (1 << c.width)]
         offsets = self.offsets[base : base + (1 << c.width)]
-        out = []
-        for mask in _flip_masks(c.width, c.radius):
-            keys = q_vals ^ mask
-            lengths = counts.take(keys)
-            hit = np.flatnonzero(lengths)
-            if self_join and mask:
-                # a pair differing by this mask shows up from both ends: keep the end whose
-                # chunk has the mask's top bit clear
-                top = int(mask).bit_length() - 1
-                hit = hit[((q_vals[hit] >> top) & 1) == 0]
-            if len(hit) == 0:
-                continue
-            hit_len = lengths[hit].astype(np.int64)
-            slots = _expand(offsets.take(keys[hit]), hit_len)
-            qs = np.repeat(hit, hit_len)
-            if self_join and not mask:  # same bucket: each pair once, never with itself
-                later = slots - lo > qs
-                slots, qs = slots[later], qs[later]
-            dist = popcount64(self.sorted_hash.take(slots) ^ q_hash.take(qs))
-            keep = np.flatnonzero(dist <= radius)
-            if len(keep):
-                out.append((
-                    q_order.take(qs[keep]),
-                    self.sorted_pos.take(slots[keep]),
-                    dist[keep].astype(np.int64),
-                ))
-        return out
+        by_top: dict[int, list[int]] = {}
+        for mask in _flip_masks(c.width, c.radius).tolist():
+            by_top.setdefault(mask.bit_length() - 1, []).append(mask)
+
+        def run(top: int, masks: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            found = []
+            subset = None
+            vals = q_vals
+            if self_join and top >= 0:
+                # a pair differing by a mask shows up from both ends: keep only the end whose
+                # chunk has the mask's top bit clear, which halves the work
+                subset = np.flatnonzero(((q_vals >> top) & 1) == 0)
+                vals = q_vals.take(subset)
+            for mask in masks:
+                keys = vals ^ mask
+                lengths = counts.take(keys)
+                hit = np.flatnonzero(lengths)
+                if len(hit) == 0:
+                    continue
+                hit_len = lengths.take(hit)
+                slots = _expand(offsets.take(keys.take(hit)), hit_len)
+                qs = np.repeat(hit if subset is None else subset.take(hit), hit_len)
+                if self_join and not mask:  # same bucket: each pair once, never with itself
+                    later = slots - lo > qs
+                    slots, qs = slots[later], qs[later]
+                dist = popcount64(self.sorted_hash.take(slots) ^ q_hash.take(qs))
+                keep = np.flatnonzero(dist <= radius)
+                if len(keep):
+                    found.append((q_order.take(qs.take(keep)),
+                                  self.sorted_pos.take(slots.take(keep)),
+                                  dist.take(keep).astype(np.int64)))
+            return found
+
+        return [partial(run, top, masks) for top, masks in by_top.items()]
 
 
 def _chunk_values(hashes: np.ndarray, c: Chunk) -> np.ndarray:

@@ -340,16 +340,6 @@ def _group_anchor(uf: _UnionFind, group_id: int) -> int:
 
 
 # --- writing --------------------------------------------------------------------------------
-@dataclass
-class _Changes:
-    created: int = 0
-    merged: int = 0
-    changed: int = 0
-    unique: int = 0
-    duplicate: int = 0
-    links: int = 0
-
-
 def _target_status(member: _Member, canonical: _Member) -> str:
     if member.status not in _OPEN:
         return member.status
@@ -365,20 +355,20 @@ def _link_values(member: _Member, canonical: _Member) -> tuple[int, str]:
 
 
 def _apply_group(
-    session: Session, plan: _GroupPlan, changes: _Changes, dry_run: bool
+    session: Session, plan: _GroupPlan, counts: DedupeReport, dry_run: bool
 ) -> int | None:
     """Bring one group to its planned state, writing only the differences."""
     ids = [m.id for m in plan.members]
     group = session.get(DuplicateGroup, plan.keep_group_id) if plan.keep_group_id else None
     if group is None:
-        changes.created += 1
+        counts.groups_created += 1
         if dry_run:
             group = DuplicateGroup(split_key=plan.split_key)
         else:
             group = DuplicateGroup(split_key=plan.split_key, created_at=utcnow())
             session.add(group)
             session.flush()
-    changes.merged += len(plan.drop_group_ids)
+    counts.groups_merged += len(plan.drop_group_ids)
     target = {
         "canonical_image_id": plan.canonical.id,
         "size": len(ids),
@@ -392,8 +382,8 @@ def _apply_group(
     for member in plan.members:
         status = _target_status(member, plan.canonical)
         if status != member.status:
-            changes.unique += status == ImageStatus.UNIQUE
-            changes.duplicate += status == ImageStatus.DUPLICATE
+            counts.marked_unique += status == ImageStatus.UNIQUE
+            counts.marked_duplicate += status == ImageStatus.DUPLICATE
             dirty = True
             if not dry_run:
                 session.execute(update(Image).where(Image.id == member.id).values(status=status))
@@ -407,7 +397,7 @@ def _apply_group(
         distance, method = _link_values(member, plan.canonical)
         want = (plan.canonical.id, group.id, distance, method)
         if link is None or (link.canonical_id, link.group_id, link.distance, link.method) != want:
-            changes.links += 1
+            counts.links_written += 1
             dirty = True
             if dry_run:
                 continue
@@ -417,7 +407,7 @@ def _apply_group(
                     distance=distance, method=method, created_at=utcnow()))
             else:
                 link.canonical_id, link.group_id, link.distance, link.method = want
-    changes.changed += dirty and plan.keep_group_id is not None
+    counts.groups_changed += dirty and plan.keep_group_id is not None
     if dry_run:
         return group.id
     for key, value in target.items():
@@ -435,10 +425,10 @@ def _apply_group(
 
 
 def _mark_singles_unique(
-    session: Session, new_ids: list[int], grouped: set[int], changes: _Changes, dry_run: bool
+    session: Session, new_ids: list[int], grouped: set[int], counts: DedupeReport, dry_run: bool
 ) -> None:
     singles = [i for i in new_ids if i not in grouped]
-    changes.unique += len(singles)
+    counts.marked_unique += len(singles)
     if dry_run:
         return
     for part in _chunks(singles):
@@ -522,18 +512,14 @@ def run_dedupe(
     plans = _plan_groups(session, pixel + near, _multi_species_images(session))
     step("matching", 3, 3)
 
-    changes = _Changes()
     plan_ids: list[int | None] = []
     for done, plan in enumerate(plans, 1):
-        plan_ids.append(_apply_group(session, plan, changes, dry_run))
+        plan_ids.append(_apply_group(session, plan, report, dry_run))
         step("grouping", done, len(plans))
     grouped = {m.id for p in plans for m in p.members}
-    _mark_singles_unique(session, new_ids, grouped, changes, dry_run)
+    _mark_singles_unique(session, new_ids, grouped, report, dry_run)
     if not dry_run:
         session.flush()
-    report.groups_created, report.groups_merged = changes.created, changes.merged
-    report.groups_changed, report.links_written = changes.changed, changes.links
-    report.marked_unique, report.marked_duplicate = changes.unique, changes.duplicate
     _fill_report(report, _summaries(session, plans, plan_ids), top)
     report.seconds = time.perf_counter() - started
     return report

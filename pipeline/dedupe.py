@@ -205,6 +205,9 @@ def _near_pairs(
     table: _HashTable, radius: int, dhash_radius: int, rescan: bool
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Positions (a, b) with a < b whose pHash and dHash are both within their radii."""
+    if not rescan and not table.new.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, 0
     index = HashIndex.build(np.arange(len(table.ids)), table.phash, radius)
     if rescan:
         a, b, _ = index.pairs(radius)

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from catalog.models import (
@@ -36,12 +36,13 @@ from pipeline.hashindex import HashIndex, hex_to_u64, popcount64
 from pipeline.licenses import license_rank
 
 # chosen with benchmarks/dedupe.py on the real photos (see docs/dedupe.md)
-DEFAULT_RADIUS = 10
-DEFAULT_DHASH_RADIUS = 14
+DEFAULT_RADIUS = 8
+DEFAULT_DHASH_RADIUS = 16
 MAX_RADIUS = 16
 # statuses dedupe may set; images already reviewed keep theirs and are only linked
 _OPEN = (ImageStatus.DOWNLOADED, ImageStatus.UNIQUE, ImageStatus.DUPLICATE)
 _IN_CHUNK = 5000  # ids per IN (...) list
+_LOCK_KEY = 0x5D0ED0  # PostgreSQL advisory lock id of dedupe runs
 
 Progress = Callable[[str, int, int], None]
 
@@ -115,6 +116,18 @@ class _GroupPlan:
     canonical: _Member
     conflict: bool
     species_slugs: list[str]
+
+
+def _lock(session: Session) -> None:
+    """Serialise dedupe runs until this transaction ends, so two never group the same images.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: taking the write lock up front
+    (a write that changes nothing), so a second run starts reading only after the first commits.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    else:
+        session.execute(update(DuplicateGroup).where(DuplicateGroup.id < 0).values(size=0))
 
 
 # --- reading the catalog --------------------------------------------------------------------
@@ -192,6 +205,9 @@ def _near_pairs(
     table: _HashTable, radius: int, dhash_radius: int, rescan: bool
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Positions (a, b) with a < b whose pHash and dHash are both within their radii."""
+    if not rescan and not table.new.any():
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, 0
     index = HashIndex.build(np.arange(len(table.ids)), table.phash, radius)
     if rescan:
         a, b, _ = index.pairs(radius)
@@ -327,16 +343,6 @@ def _group_anchor(uf: _UnionFind, group_id: int) -> int:
 
 
 # --- writing --------------------------------------------------------------------------------
-@dataclass
-class _Changes:
-    created: int = 0
-    merged: int = 0
-    changed: int = 0
-    unique: int = 0
-    duplicate: int = 0
-    links: int = 0
-
-
 def _target_status(member: _Member, canonical: _Member) -> str:
     if member.status not in _OPEN:
         return member.status
@@ -352,20 +358,20 @@ def _link_values(member: _Member, canonical: _Member) -> tuple[int, str]:
 
 
 def _apply_group(
-    session: Session, plan: _GroupPlan, changes: _Changes, dry_run: bool
+    session: Session, plan: _GroupPlan, counts: DedupeReport, dry_run: bool
 ) -> int | None:
     """Bring one group to its planned state, writing only the differences."""
     ids = [m.id for m in plan.members]
     group = session.get(DuplicateGroup, plan.keep_group_id) if plan.keep_group_id else None
     if group is None:
-        changes.created += 1
+        counts.groups_created += 1
         if dry_run:
             group = DuplicateGroup(split_key=plan.split_key)
         else:
             group = DuplicateGroup(split_key=plan.split_key, created_at=utcnow())
             session.add(group)
             session.flush()
-    changes.merged += len(plan.drop_group_ids)
+    counts.groups_merged += len(plan.drop_group_ids)
     target = {
         "canonical_image_id": plan.canonical.id,
         "size": len(ids),
@@ -379,8 +385,8 @@ def _apply_group(
     for member in plan.members:
         status = _target_status(member, plan.canonical)
         if status != member.status:
-            changes.unique += status == ImageStatus.UNIQUE
-            changes.duplicate += status == ImageStatus.DUPLICATE
+            counts.marked_unique += status == ImageStatus.UNIQUE
+            counts.marked_duplicate += status == ImageStatus.DUPLICATE
             dirty = True
             if not dry_run:
                 session.execute(update(Image).where(Image.id == member.id).values(status=status))
@@ -394,7 +400,7 @@ def _apply_group(
         distance, method = _link_values(member, plan.canonical)
         want = (plan.canonical.id, group.id, distance, method)
         if link is None or (link.canonical_id, link.group_id, link.distance, link.method) != want:
-            changes.links += 1
+            counts.links_written += 1
             dirty = True
             if dry_run:
                 continue
@@ -404,7 +410,7 @@ def _apply_group(
                     distance=distance, method=method, created_at=utcnow()))
             else:
                 link.canonical_id, link.group_id, link.distance, link.method = want
-    changes.changed += dirty and plan.keep_group_id is not None
+    counts.groups_changed += dirty and plan.keep_group_id is not None
     if dry_run:
         return group.id
     for key, value in target.items():
@@ -422,10 +428,10 @@ def _apply_group(
 
 
 def _mark_singles_unique(
-    session: Session, new_ids: list[int], grouped: set[int], changes: _Changes, dry_run: bool
+    session: Session, new_ids: list[int], grouped: set[int], counts: DedupeReport, dry_run: bool
 ) -> None:
     singles = [i for i in new_ids if i not in grouped]
-    changes.unique += len(singles)
+    counts.marked_unique += len(singles)
     if dry_run:
         return
     for part in _chunks(singles):
@@ -491,6 +497,8 @@ def run_dedupe(
     step = progress or (lambda _stage, _done, _total: None)
     report = DedupeReport(radius, dhash_radius, "rescan" if rescan else "incremental", dry_run)
 
+    if not dry_run:
+        _lock(session)
     step("loading hashes", 0, 1)
     table = _load_hashes(session)
     new_ids = _new_ids(session)
@@ -507,18 +515,14 @@ def run_dedupe(
     plans = _plan_groups(session, pixel + near, _multi_species_images(session))
     step("matching", 3, 3)
 
-    changes = _Changes()
     plan_ids: list[int | None] = []
     for done, plan in enumerate(plans, 1):
-        plan_ids.append(_apply_group(session, plan, changes, dry_run))
+        plan_ids.append(_apply_group(session, plan, report, dry_run))
         step("grouping", done, len(plans))
     grouped = {m.id for p in plans for m in p.members}
-    _mark_singles_unique(session, new_ids, grouped, changes, dry_run)
+    _mark_singles_unique(session, new_ids, grouped, report, dry_run)
     if not dry_run:
         session.flush()
-    report.groups_created, report.groups_merged = changes.created, changes.merged
-    report.groups_changed, report.links_written = changes.changed, changes.links
-    report.marked_unique, report.marked_duplicate = changes.unique, changes.duplicate
     _fill_report(report, _summaries(session, plans, plan_ids), top)
     report.seconds = time.perf_counter() - started
     return report

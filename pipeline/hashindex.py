@@ -15,7 +15,11 @@ grows, so inserts never rescan the index.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from itertools import combinations
 from math import comb
 
@@ -24,6 +28,9 @@ import numpy as np
 BITS = 64
 MAX_CHUNK_BITS = 22  # direct-address tables: 2**22 offsets at most per chunk
 MAX_RADIUS = 24
+_THREADS = max(1, min(4, os.cpu_count() or 1))  # bulk joins on large inputs
+_THREAD_MIN = 50_000  # queries in a join before it is worth threads
+_WINDOW = 16  # slots read per key in a single query before falling back to exact ranges
 _DELTA_SCAN_LIMIT = 20_000_000  # query x delta comparisons before a bulk query compacts first
 
 
@@ -143,17 +150,17 @@ class _Tables:
         n = len(hashes)
         self.live = [c for c in plan.chunks if c.radius >= 0]
         offsets, counts, sorted_pos, self.bases = [], [], [], []
-        base = 0
+        # every table starts at a multiple of the widest one, so a key is (base | value) ^ mask
+        stride = 1 << max((c.width for c in self.live), default=0)
         for i, c in enumerate(self.live):
             vals = _chunk_values(hashes, c)
             cnt = np.bincount(vals, minlength=1 << c.width)
-            offs = np.zeros(len(cnt), dtype=np.int64)
-            np.cumsum(cnt[:-1], out=offs[1:])
+            offs = np.zeros(stride, dtype=np.int64)
+            np.cumsum(cnt[:-1], out=offs[1 : len(cnt)])
             offsets.append(offs + i * n)
-            counts.append(cnt)
+            counts.append(np.pad(cnt, (0, stride - len(cnt))))
             sorted_pos.append(np.argsort(vals, kind="stable"))
-            self.bases.append(base)
-            base += len(cnt)
+            self.bases.append(i * stride)
         self.offsets = np.concatenate(offsets) if offsets else np.zeros(0, np.int64)
         if len(self.live) * n < 2**31:
             self.offsets = self.offsets.astype(np.int32)
@@ -161,46 +168,57 @@ class _Tables:
         top = int(all_counts.max()) if len(all_counts) else 0
         small = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64
         self.counts = all_counts.astype(small)  # a small table stays in cache
+        # one query reads this many slots from each bucket start (a column, so that numpy
+        # broadcasts along the long axis)
+        width = max(1, min(top, _WINDOW))
+        self.window = np.arange(width, dtype=self.offsets.dtype)[:, None]
+        self.has_long = top > width
         self.sorted_pos = np.concatenate(sorted_pos) if sorted_pos else np.zeros(0, np.int64)
         self.sorted_hash = hashes[self.sorted_pos]
-        # one row per key a query looks up: which chunk, its table base, the flip mask
-        chunk_of, base_of, mask_of = [], [], []
+        # one row per key a query looks up: which chunk, which flip mask
+        chunk_of, mask_of = [], []
         for i, c in enumerate(self.live):
             masks = _flip_masks(c.width, c.radius)
             chunk_of.append(np.full(len(masks), i))
-            base_of.append(np.full(len(masks), self.bases[i], dtype=np.int64))
             mask_of.append(masks)
         self.entry_chunk = np.concatenate(chunk_of) if chunk_of else np.zeros(0, np.int64)
-        self.entry_base = np.concatenate(base_of) if base_of else np.zeros(0, np.int64)
         self.entry_mask = np.concatenate(mask_of) if mask_of else np.zeros(0, np.int64)
-        # the same per key, as uint64 so that one query is four vector operations
-        live_shift = np.asarray([c.shift for c in self.live], dtype=np.uint64)
-        live_wmask = np.asarray([(1 << c.width) - 1 for c in self.live], dtype=np.uint64)
-        self.entry_shift = live_shift[self.entry_chunk]
-        self.entry_wmask = live_wmask[self.entry_chunk]
-        self.entry_umask = self.entry_mask.astype(np.uint64)
-        self.entry_ubase = self.entry_base.astype(np.uint64)
+        self.key_parts = [(base, c.shift, (1 << c.width) - 1)
+                          for base, c in zip(self.bases, self.live, strict=True)]
 
-    def query_one(self, q: np.uint64, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions within ``radius`` of ``q`` and their distances (a few µs of numpy calls)."""
-        keys = ((((q >> self.entry_shift) & self.entry_wmask) ^ self.entry_umask)
-                + self.entry_ubase).view(np.int64)
-        lengths = self.counts.take(keys)
-        hit = np.flatnonzero(lengths)
-        if len(hit) == 0:
+    def query_one(self, q: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions within ``radius`` of ``q`` and their distances.
+
+        A query costs a fixed dozen numpy calls over a few thousand elements: the number of
+        calls, not the data, is what costs. So each key reads a fixed window of slots from its
+        bucket's start with no masking: a slot past the bucket holds some other real hash,
+        which the full 64-bit distance check keeps only if it truly is within the radius.
+        """
+        if not len(self.hashes):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        hit_len = lengths.take(hit)
-        ends = np.cumsum(hit_len, dtype=np.int64)
-        slots = np.repeat(self.offsets.take(keys.take(hit)) - ends + hit_len, hit_len)
-        slots += np.arange(int(ends[-1]), dtype=np.int64)
-        dist = popcount64(self.sorted_hash.take(slots) ^ q)
+        own = np.array([base | ((q >> shift) & wmask) for base, shift, wmask in self.key_parts])
+        keys = own.take(self.entry_chunk)
+        keys ^= self.entry_mask
+        starts = self.offsets.take(keys)
+        slots = self.window + starts
+        if self.has_long:  # buckets longer than the window: read the rest exactly
+            lengths = self.counts.take(keys)
+            long = np.flatnonzero(lengths > len(self.window))
+            if len(long):
+                rest = _expand(starts[long] + len(self.window), lengths[long] - len(self.window))
+                slots = np.concatenate([slots.ravel(), rest])
+        dist = popcount64(self.sorted_hash.take(slots, mode="clip") ^ np.uint64(q))
         keep = np.flatnonzero(dist <= radius)
-        pos = self.sorted_pos.take(slots.take(keep))
-        dist = dist.take(keep).astype(np.int64)
-        if len(pos) > 1:  # a neighbour close in several chunks is found once per chunk
-            pos, first = np.unique(pos, return_index=True)
-            dist = dist[first]
-        return pos, dist
+        pos = self.sorted_pos.take(slots.take(keep), mode="clip")
+        dist = dist.take(keep)
+        if len(pos) < 2:
+            return pos, dist
+        if len(pos) <= 64:  # a neighbour is found once per chunk and window it is in
+            found = dict(zip(pos.tolist(), dist.tolist(), strict=True))
+            return np.fromiter(found, np.int64, len(found)), np.fromiter(
+                found.values(), np.int64, len(found))
+        pos, first = np.unique(pos, return_index=True)
+        return pos, dist[first]
 
     def join(
         self, queries: np.ndarray, radius: int, *, self_join: bool = False
@@ -208,12 +226,21 @@ class _Tables:
         """All (query index, position, distance) within ``radius``; may repeat a pair.
 
         With ``self_join`` the queries are this table's own hashes and each unordered pair is
-        reported once per chunk that finds it, as (smaller, larger) positions.
+        reported once per chunk that finds it, as (smaller, larger) positions. The passes run
+        on a few threads: numpy releases the GIL inside each large array operation.
         """
         out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         if len(queries) and len(self.hashes):
-            for ci, c in enumerate(self.live):
-                out.extend(self._join_chunk(ci, c, queries, radius, self_join))
+            jobs = [job for ci, c in enumerate(self.live)
+                    for job in self._chunk_jobs(ci, c, queries, radius, self_join)]
+            workers = min(len(jobs), _THREADS) if len(queries) >= _THREAD_MIN else 1
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    for part in pool.map(lambda job: job(), jobs):
+                        out.extend(part)
+            else:
+                for job in jobs:
+                    out.extend(job())
         if not out:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty
@@ -222,48 +249,56 @@ class _Tables:
             qi, pos = np.minimum(qi, pos), np.maximum(qi, pos)
         return qi, pos, dist
 
-    def _join_chunk(
+    def _chunk_jobs(
         self, ci: int, c: Chunk, queries: np.ndarray, radius: int, self_join: bool
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    ) -> list[Callable[[], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+        """One job per group of flip masks sharing their highest bit."""
         n = len(self.hashes)
         lo = ci * n
         if self_join:  # the queries are the slots of this chunk, in sorted order
             q_order = self.sorted_pos[lo : lo + n]
             q_hash = self.sorted_hash[lo : lo + n]
-        else:
+        else:  # walked in chunk order too, so that the lookups read memory in order
             q_order = np.argsort(_chunk_values(queries, c), kind="stable")
             q_hash = queries[q_order]
         q_vals = _chunk_values(q_hash, c)
         base = self.bases[ci]
         counts = self.counts[base : base + (1 << c.width)]
         offsets = self.offsets[base : base + (1 << c.width)]
-        out = []
-        for mask in _flip_masks(c.width, c.radius):
-            keys = q_vals ^ mask
-            lengths = counts.take(keys)
-            hit = np.flatnonzero(lengths)
-            if self_join and mask:
-                # a pair differing by this mask shows up from both ends: keep the end whose
-                # chunk has the mask's top bit clear
-                top = int(mask).bit_length() - 1
-                hit = hit[((q_vals[hit] >> top) & 1) == 0]
-            if len(hit) == 0:
-                continue
-            hit_len = lengths[hit].astype(np.int64)
-            slots = _expand(offsets.take(keys[hit]), hit_len)
-            qs = np.repeat(hit, hit_len)
-            if self_join and not mask:  # same bucket: each pair once, never with itself
-                later = slots - lo > qs
-                slots, qs = slots[later], qs[later]
-            dist = popcount64(self.sorted_hash.take(slots) ^ q_hash.take(qs))
-            keep = np.flatnonzero(dist <= radius)
-            if len(keep):
-                out.append((
-                    q_order.take(qs[keep]),
-                    self.sorted_pos.take(slots[keep]),
-                    dist[keep].astype(np.int64),
-                ))
-        return out
+        by_top: dict[int, list[int]] = {}
+        for mask in _flip_masks(c.width, c.radius).tolist():
+            by_top.setdefault(mask.bit_length() - 1, []).append(mask)
+
+        def run(top: int, masks: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            found = []
+            subset = None
+            vals = q_vals
+            if self_join and top >= 0:
+                # a pair differing by a mask shows up from both ends: keep only the end whose
+                # chunk has the mask's top bit clear, which halves the work
+                subset = np.flatnonzero(((q_vals >> top) & 1) == 0)
+                vals = q_vals.take(subset)
+            for mask in masks:
+                keys = vals ^ mask
+                lengths = counts.take(keys)
+                hit = np.flatnonzero(lengths)
+                if len(hit) == 0:
+                    continue
+                hit_len = lengths.take(hit)
+                slots = _expand(offsets.take(keys.take(hit)), hit_len)
+                qs = np.repeat(hit if subset is None else subset.take(hit), hit_len)
+                if self_join and not mask:  # same bucket: each pair once, never with itself
+                    later = slots - lo > qs
+                    slots, qs = slots[later], qs[later]
+                dist = popcount64(self.sorted_hash.take(slots) ^ q_hash.take(qs))
+                keep = np.flatnonzero(dist <= radius)
+                if len(keep):
+                    found.append((q_order.take(qs.take(keep)),
+                                  self.sorted_pos.take(slots.take(keep)),
+                                  dist.take(keep).astype(np.int64)))
+            return found
+
+        return [partial(run, top, masks) for top, masks in by_top.items()]
 
 
 def _chunk_values(hashes: np.ndarray, c: Chunk) -> np.ndarray:
@@ -356,12 +391,11 @@ class HashIndex:
     def query(self, value: int, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, distances) of every hash within ``radius`` of ``value``, ordered by id."""
         radius = self._check_radius(radius)
-        q = np.uint64(value)
-        pos, dists = self._tables.query_one(q, radius)
+        pos, dists = self._tables.query_one(int(value), radius)
         ids = self._ids.take(pos)
-        d_ids, d_hashes = self._delta()
-        if len(d_ids):
-            d_dist = popcount64(d_hashes ^ q).astype(np.int64)
+        if self._delta_n:
+            d_ids, d_hashes = self._delta()
+            d_dist = popcount64(d_hashes ^ np.uint64(value)).astype(np.int64)
             near = d_dist <= radius
             ids = np.concatenate([ids, d_ids[near]])
             dists = np.concatenate([dists, d_dist[near]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy import select
 
 from catalog.db import session_scope
@@ -193,3 +195,28 @@ def test_dry_run_writes_nothing(shoal_env, add_image):
         assert report.top_groups[0].group_id is None
     with session_scope() as s:
         assert state(s) == before
+
+
+def test_concurrent_runs_queue_behind_each_other(shoal_env, add_image):
+    with session_scope() as s:
+        for i in range(6):
+            add_image(s, flip(BASE, i % 3, start=i))
+    reports, errors = [], []
+
+    def run() -> None:
+        try:
+            with session_scope() as s:
+                reports.append(run_dedupe(s))
+        except Exception as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.groups_created for r in reports) == [0, 1]
+    with session_scope() as s:
+        assert len(s.scalars(select(DuplicateGroup)).all()) == 1
+        assert len(s.scalars(select(DuplicateLink)).all()) == 5

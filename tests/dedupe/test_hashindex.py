@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline import hashindex
 from pipeline.hashindex import (
     HashIndex,
     brute_force_query,
@@ -95,3 +96,15 @@ def test_hex_round_trip():
     assert hex_to_u64(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
     with pytest.raises(ValueError):
         hex_to_u64(["abc"])
+
+
+def test_threaded_join_finds_the_same_pairs(monkeypatch):
+    hashes = _planted(3000, seed=3)
+    ids = np.arange(len(hashes))
+    single = HashIndex.build(ids, hashes, 8).pairs()
+    monkeypatch.setattr(hashindex, "_THREAD_MIN", 0)
+    monkeypatch.setattr(hashindex, "_THREADS", 3)
+    threaded = HashIndex.build(ids, hashes, 8).pairs()
+    assert all(np.array_equal(x, y) for x, y in zip(single, threaded, strict=True))
+    assert set(zip(threaded[0].tolist(), threaded[1].tolist(), strict=True)) == _brute_pairs(
+        hashes, ids, 8)

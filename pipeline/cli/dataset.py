@@ -87,7 +87,7 @@ def list_cmd(as_json: bool = JSON_OPTION) -> None:
         print_json(data)
         return
     print_table(
-        f"{len(data)} dataset versions",
+        f"{len(data)} dataset version{'' if len(data) == 1 else 's'}",
         ["name", "created", "images", "train", "val", "classes", "manifest sha256"],
         [
             (d["name"], f"{d['created_at']:%Y-%m-%d %H:%M}", d["n_items"], d["n_train"],

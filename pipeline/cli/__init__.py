@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, review
+from pipeline.cli import catalog_cmds, dedupe, review
 from pipeline.cli.common import ShoalGroup
+from pipeline.cli.dataset import dataset_app
 
 app = typer.Typer(
     cls=ShoalGroup,
@@ -17,8 +18,10 @@ app = typer.Typer(
 app.add_typer(catalog_cmds.db_app, name="db")
 app.add_typer(catalog_cmds.species_app, name="species")
 app.add_typer(review.review_app, name="review")
+app.add_typer(dataset_app, name="dataset")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
+app.command("dedupe")(dedupe.dedupe_cmd)
 
 
 def main() -> None:

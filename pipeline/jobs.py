@@ -64,6 +64,18 @@ def create_rows(
         existing = chain_of(session, idempotency_key)
         if existing:
             return existing, False
+    jobs = add_rows(session, steps, idempotency_key)
+    try:
+        session.commit()
+    except IntegrityError:  # the same key, submitted at the same moment elsewhere
+        session.rollback()
+        assert idempotency_key
+        return chain_of(session, idempotency_key), False
+    return jobs, True
+
+
+def add_rows(session: Session, steps: Sequence[Step], idempotency_key: str | None) -> list[Job]:
+    """Queued rows for a chain, flushed but not committed (the caller owns the transaction)."""
     jobs: list[Job] = []
     parent_id: int | None = None
     for i, (kind, args) in enumerate(steps):
@@ -76,13 +88,7 @@ def create_rows(
         session.flush()
         parent_id = job.id
         jobs.append(job)
-    try:
-        session.commit()
-    except IntegrityError:  # the same key, submitted at the same moment elsewhere
-        session.rollback()
-        assert idempotency_key
-        return chain_of(session, idempotency_key), False
-    return jobs, True
+    return jobs
 
 
 def chain_of(session: Session, idempotency_key: str) -> list[Job]:

@@ -31,7 +31,7 @@ class CatalogScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
         self.every = queue_settings().beat_interval
-        self.lease_seconds = max(3 * self.every, 10.0)
+        self.lease_seconds = max(3 * self.every, 2.0)
         self.leader = False
         self._next_read = 0.0
         super().__init__(*args, **kwargs)

@@ -176,7 +176,7 @@ def execute(
     try:
         result = bodies[ctx.kind](ctx)
     except JobCancelled:
-        _end(job_id, holder, message="cancelled while running")
+        _end(job_id, holder, expect=JobState.CANCELLED, message="cancelled while running")
         return None
     except Exception as exc:
         delay = retry_in(exc, ctx.attempt)
@@ -233,6 +233,7 @@ def _end(
     result: dict[str, Any] | None = None,
     error: str | None = None,
     message: str | None = None,
+    expect: str = JobState.RUNNING,
 ) -> None:
     """Leave ``running`` (unless someone cancelled the job meanwhile) and free the lease."""
     with session_scope() as session:
@@ -246,7 +247,7 @@ def _end(
         if error is not None:
             values["error"] = error
         moved = session.execute(
-            update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING).values(**values)
+            update(Job).where(Job.id == job_id, Job.state == expect).values(**values)
         ).rowcount
         if not moved and result is not None:  # cancelled while it ran: keep what it did
             session.execute(update(Job).where(Job.id == job_id).values(result=result))

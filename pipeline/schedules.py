@@ -45,6 +45,8 @@ def parse_every(text: str) -> int:
 def format_every(seconds: int) -> str:
     parts = []
     for unit, size in UNITS.items():
+        if unit == "w":  # "7d" reads better than "1w"
+            continue
         n, seconds = divmod(seconds, size)
         if n:
             parts.append(f"{n}{unit}")
@@ -162,6 +164,8 @@ def claim_due(session: Session, now: datetime | None = None) -> list[list[Job]]:
         except IntegrityError:
             session.rollback()
             continue
+        for job in jobs:  # keep them loaded through the rollbacks of later, lost claims
+            session.expunge(job)
         claimed.append(jobs)
     return claimed
 

@@ -154,6 +154,9 @@ def report_training(ctx: JobContext, *args: Any, **kw: Any) -> None:
         ctx.check_cancelled()
 
 
+BATCH = 10
+
+
 def import_photos_body(ctx: JobContext) -> dict[str, Any]:
     """`shoal import` as a job: photos from a folder every worker can read (a shared mount)."""
     from catalog.limits import limits_from_settings
@@ -168,15 +171,19 @@ def import_photos_body(ctx: JobContext) -> dict[str, Any]:
     files = list_files(path)
     done = 0
 
-    def on_file(_path: Path) -> None:
-        nonlocal done
-        done += 1
-        ctx.progress(done / len(files), f"{done}/{len(files)} files")
-
     with session_scope() as session:
+
+        def on_file(_path: Path) -> None:
+            nonlocal done
+            done += 1
+            if done % BATCH == 0:  # report between transactions: SQLite has one writer
+                session.commit()
+                ctx.progress(done / len(files), f"{done}/{len(files)} files")
+
         species_id = get_species(session, ctx.args["species"]).id
         report = import_files(session, ImageStore(settings.image_dir), files, species_id,
-                              limits_from_settings(settings), on_file=on_file, commit_every=10)
+                              limits_from_settings(settings), on_file=on_file,
+                              commit_every=BATCH)
         return report.as_dict()
 
 

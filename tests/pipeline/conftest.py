@@ -75,7 +75,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while needle not in self.text():
             assert self.popen.poll() is None, f"{self.name} exited:\n{self.text()[-3000:]}"
-            assert time.monotonic() < deadline, f"{self.name}: no {needle!r}:\n{self.text()[-3000:]}"
+            assert time.monotonic() < deadline, f"{self.name}: no {needle!r}:\n{self.text()}"
             time.sleep(0.1)
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

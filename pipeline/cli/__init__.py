@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, jobs, schedule, workers
+from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, schedule, workers
 from pipeline.cli.common import ShoalGroup
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(schedule.schedule_app, name="schedule")
 app.command("worker")(workers.worker_cmd)
 app.command("beat")(workers.beat_cmd)
 app.add_typer(crawl.app, name="crawl")
+app.command("dedupe")(dedupe.dedupe_cmd)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, schedule, workers
+from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
 from pipeline.cli.common import ShoalGroup
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(catalog_cmds.db_app, name="db")
 app.add_typer(catalog_cmds.species_app, name="species")
+app.add_typer(review.review_app, name="review")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
 app.add_typer(jobs.jobs_app, name="jobs")

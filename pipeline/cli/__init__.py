@@ -6,6 +6,7 @@ import typer
 
 from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
 from pipeline.cli.common import ShoalGroup
+from pipeline.cli.dataset import dataset_app
 
 app = typer.Typer(
     cls=ShoalGroup,
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(catalog_cmds.db_app, name="db")
 app.add_typer(catalog_cmds.species_app, name="species")
 app.add_typer(review.review_app, name="review")
+app.add_typer(dataset_app, name="dataset")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
 app.add_typer(jobs.jobs_app, name="jobs")

@@ -78,13 +78,21 @@ class FeatureCache:
             raise
 
 
-def _view_tensor(record: Record, view: int, train_tf, eval_tf) -> torch.Tensor:  # type: ignore[no-untyped-def]
-    img = open_rgb(record)
-    if view == 0:
-        return eval_tf(img)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(view_seed(record.sha256, view))
-        return train_tf(img)
+class _Views(torch.utils.data.Dataset):
+    def __init__(self, todo: Sequence[tuple[Record, int]], train_tf, eval_tf) -> None:  # type: ignore[no-untyped-def]
+        self.todo, self.train_tf, self.eval_tf = todo, train_tf, eval_tf
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        record, view = self.todo[i]
+        img = open_rgb(record)
+        if view == 0:
+            return self.eval_tf(img)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(view_seed(record.sha256, view))
+            return self.train_tf(img)
 
 
 @torch.inference_mode()
@@ -112,6 +120,7 @@ def fill_cache(
     precision: str,
     batch_size: int = 32,
     progress: Progress | None = None,
+    workers: int = 0,
 ) -> int:
     """Compute and store the (record, view) features not yet cached; returns how many."""
     todo = [(r, v) for r, v in wanted if not cache.has(r.sha256, v)]
@@ -119,14 +128,16 @@ def fill_cache(
         return 0
     body.eval()
     body.to(memory_format=torch.channels_last)
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start:start + batch_size]
-        batch = torch.stack([_view_tensor(r, v, train_tf, eval_tf) for r, v in chunk])
+    loader = torch.utils.data.DataLoader(_Views(todo, train_tf, eval_tf), batch_size,
+                                         num_workers=workers)
+    done = 0
+    for batch in loader:
         feats = extract(body, batch, precision).numpy()
-        for (record, view), row in zip(chunk, feats, strict=True):
+        for (record, view), row in zip(todo[done:done + len(feats)], feats, strict=True):
             cache.save(record.sha256, view, row)
+        done += len(feats)
         if progress:
-            progress("features", min(start + batch_size, len(todo)), len(todo))
+            progress("features", done, len(todo))
     return len(todo)
 
 

@@ -27,7 +27,8 @@ RECIPE: dict[str, Any] = {
     "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
     "fast": True,  # frozen mode trains the head on cached features
     "precision": "auto",  # feature extraction: bf16 where the CPU has native support
-    "workers": 0,  # DataLoader processes for the plain loop
+    "workers": 0,  # image decoding processes
+    "checkpoint_seconds": 60,  # write checkpoints at most this often (and after the last epoch)
 }
 
 

@@ -123,7 +123,8 @@ def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progre
     views = list(range(int(hyper.get("views", 1))))
     src = plan.source
     wanted = [(r, v) for r in src.train for v in views] + [(r, 0) for r in src.val]
-    fill_cache(cache, model.body, wanted, train_tf, eval_tf, precision, progress=progress)
+    fill_cache(cache, model.body, wanted, train_tf, eval_tf, precision, progress=progress,
+               workers=int(hyper.get("workers", 0)))
     return FeatureLoop(
         model.head, optimizer,
         load_matrix(cache, src.train, views), torch.tensor([r.label for r in src.train]),
@@ -160,8 +161,13 @@ def _train(plan: Plan, progress: Progress | None) -> None:
     }
     writer = SummaryWriter(str(plan.out / "tensorboard"), purge_step=state["epoch"] + 1)
     _mark(plan.run_id, classes=src.classes, tensorboard_dir=str(plan.out / "tensorboard"))
+    epochs = int(hyper["epochs"])
+    # checkpoints are written at most every `checkpoint_seconds` and after the last epoch;
+    # the best model waits in memory until then
+    every, last_saved = float(hyper.get("checkpoint_seconds", 60)), time.perf_counter()
+    best_model: dict[str, torch.Tensor] | None = None
     try:
-        for epoch in range(state["epoch"] + 1, int(hyper["epochs"]) + 1):
+        for epoch in range(state["epoch"] + 1, epochs + 1):
             tick = time.perf_counter()
             stats = loop.train_epoch(epoch, progress)
             val = loop.evaluate()
@@ -177,15 +183,15 @@ def _train(plan: Plan, progress: Progress | None) -> None:
             if improved:
                 state.update(best_accuracy=val.accuracy, best_epoch=epoch,
                              best_confusion=_confusion(val, len(src.classes)))
+                best_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
             state.update(epoch=epoch, seconds=seconds)
-            last = save_checkpoint(plan.out / "last.pt", {
-                **meta, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "progress": dict(state),
-            })
-            best = link_as(last, plan.out / "best.pt") if improved else plan.out / "best.pt"
-            _record_epoch(plan.run_id, epoch, stats, val, lr, took, state, last, best)
+            saved = None
+            if epoch == epochs or time.perf_counter() - last_saved >= every:
+                saved = _save(plan, meta, state, model, optimizer, best_model, improved)
+                best_model, last_saved = None, time.perf_counter()
+            _record_epoch(plan.run_id, epoch, stats, val, lr, took, state, saved)
             if progress:
-                progress("epoch", epoch, int(hyper["epochs"]))
+                progress("epoch", epoch, epochs)
     finally:
         writer.close()
     _finish(plan, state)
@@ -195,7 +201,20 @@ def _confusion(val: EvalStats, n: int) -> list[list[int]]:
     return confusion_matrix(val.targets, val.preds, n).tolist()
 
 
-def _record_epoch(run_id, epoch, stats, val, lr, took, state, last, best) -> None:  # type: ignore[no-untyped-def]
+def _save(plan, meta, state, model, optimizer, best_model, improved) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    last = save_checkpoint(plan.out / "last.pt", {
+        **meta, "epoch": state["epoch"], "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "progress": dict(state),
+    })
+    best = plan.out / "best.pt"
+    if improved:
+        link_as(last, best)
+    elif best_model is not None:
+        save_checkpoint(best, {**meta, "epoch": state["best_epoch"], "model": best_model})
+    return last, best
+
+
+def _record_epoch(run_id, epoch, stats, val, lr, took, state, saved) -> None:  # type: ignore[no-untyped-def]
     with session_scope() as session:
         session.execute(delete(EpochMetric).where(EpochMetric.run_id == run_id,
                                                   EpochMetric.epoch == epoch))
@@ -203,8 +222,8 @@ def _record_epoch(run_id, epoch, stats, val, lr, took, state, last, best) -> Non
                                 train_accuracy=stats.accuracy, val_loss=val.loss,
                                 val_accuracy=val.accuracy, lr=lr, seconds=took))
         run = session.get(TrainingRun, run_id)
-        run.checkpoint_path = str(last)
-        run.best_checkpoint_path = str(best)
+        if saved is not None:
+            run.checkpoint_path, run.best_checkpoint_path = str(saved[0]), str(saved[1])
         run.best_val_accuracy = state["best_accuracy"]
         run.best_epoch = state["best_epoch"]
         run.final_val_loss = val.loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from pipeline.cli import catalog_cmds
+from pipeline.cli import train as train_cmds
 from pipeline.cli.common import ShoalGroup
 
 app = typer.Typer(
@@ -18,6 +19,7 @@ app.add_typer(catalog_cmds.db_app, name="db")
 app.add_typer(catalog_cmds.species_app, name="species")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
+train_cmds.register(app)
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
+from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, train as train_cmds, workers
 from pipeline.cli.common import ShoalGroup
 from pipeline.cli.dataset import dataset_app
 
@@ -27,6 +27,7 @@ app.command("worker")(workers.worker_cmd)
 app.command("beat")(workers.beat_cmd)
 app.add_typer(crawl.app, name="crawl")
 app.command("dedupe")(dedupe.dedupe_cmd)
+train_cmds.register(app)
 
 
 def main() -> None:

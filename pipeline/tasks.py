@@ -10,12 +10,15 @@ looks for what an earlier attempt of the same job already wrote.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from celery import Task
 from celery.utils.time import get_exponential_backoff_interval
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from catalog.db import session_scope
 from catalog.models import CrawlJob, DatasetVersion, JobState, TrainingRun
@@ -30,7 +33,17 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
     from crawler.runner import run_crawl
 
     a = ctx.args
-    crawl_job_id = run_crawl(a["species"], a["source"], limit=a.get("limit"), job_id=ctx.job_id)
+    seen = 0
+
+    def on_image(_result: dict[str, Any]) -> None:
+        nonlocal seen
+        seen += 1
+        limit = a.get("limit")
+        ctx.progress(min(seen / limit, 0.99) if limit else 0.0, f"{seen} images")
+
+    # run_crawl finds the crawl job of this job id again on a redelivery, and resumes it
+    crawl_job_id = run_crawl(a["species"], a["source"], limit=a.get("limit"), job_id=ctx.job_id,
+                             progress=on_image)
     with session_scope() as session:
         crawl = session.get_one(CrawlJob, crawl_job_id)
         return {"crawl_job_id": crawl.id, "species": a["species"], "source": crawl.source,
@@ -42,7 +55,8 @@ def dedupe_body(ctx: JobContext) -> dict[str, Any]:
 
     with session_scope() as session:
         report = run_dedupe(session, radius=ctx.args.get("radius"),
-                            dry_run=bool(ctx.args.get("dry_run", False)))
+                            dry_run=bool(ctx.args.get("dry_run", False)),
+                            progress=stage_progress(ctx))
         return report.as_dict()
 
 
@@ -55,7 +69,9 @@ def review_client() -> Any:
             "Label Studio is not configured: set SHOAL_LABEL_STUDIO_URL and "
             "SHOAL_LABEL_STUDIO_TOKEN"
         )
-    return make_client(settings.label_studio_url, settings.label_studio_token.get_secret_value())
+    # one quick retry inside the SDK: the queue retries the whole task with its own backoff
+    return make_client(settings.label_studio_url, settings.label_studio_token.get_secret_value(),
+                       retries=1)
 
 
 def review_push_body(ctx: JobContext) -> dict[str, Any]:
@@ -92,13 +108,31 @@ def dataset_create_body(ctx: JobContext) -> dict[str, Any]:
             select(DatasetVersion).where(DatasetVersion.job_id == ctx.job_id)
         )
         if version is None:
-            version = create_version(
-                session, name=a.get("name"), species=a.get("species"),
-                min_per_class=int(a.get("min_per_class", 1)),
-                val_ratio=float(a.get("val_ratio", 0.1)),
-            )
-            version.job_id = ctx.job_id
+            # create_version commits its own transaction: the job id must be in that INSERT
+            with stamp_new(session, DatasetVersion, ctx.job_id):
+                version = create_version(
+                    session, name=a.get("name"), species=a.get("species"),
+                    min_per_class=int(a.get("min_per_class", 1)),
+                    val_ratio=float(a.get("val_ratio", 0.1)),
+                )
         return version_dict(version)
+
+
+@contextmanager
+def stamp_new(session: Session, model: type[Any], job_id: int) -> Iterator[None]:
+    """Set ``job_id`` on every new ``model`` row as it is flushed, so the row and its job id
+    commit together, whoever commits."""
+
+    def stamp(sess: Session, _flush: Any, _instances: Any) -> None:
+        for obj in sess.new:
+            if isinstance(obj, model) and obj.job_id is None:
+                obj.job_id = job_id
+
+    event.listen(session, "before_flush", stamp)
+    try:
+        yield
+    finally:
+        event.remove(session, "before_flush", stamp)
 
 
 def upstream(ctx: JobContext, arg: str, result_key: str) -> Any:
@@ -127,31 +161,40 @@ def train_body(ctx: JobContext) -> dict[str, Any]:
     from trainer.train import train_run
 
     a = dict(ctx.args)
-    dataset = upstream(ctx, "dataset", "version")
     with session_scope() as session:
-        run = session.scalar(select(TrainingRun).where(TrainingRun.job_id == ctx.job_id))
+        if a.get("run_id"):  # a run made by `shoal train --queue`
+            run = session.get(TrainingRun, int(a["run_id"]))
+            if run is None:
+                raise UsageError(f"no training run {a['run_id']}")
+        else:
+            run = session.scalar(select(TrainingRun).where(TrainingRun.job_id == ctx.job_id))
         if run is None:
-            run = create_run(session, dataset=dataset, arch=a.get("arch", "resnet34"),
-                             weights=a.get("weights", "imagenet"), mode=a.get("mode", "frozen"),
-                             **a.get("hyper", {}))
-            run.job_id = ctx.job_id
+            run = create_run(session, dataset=upstream(ctx, "dataset", "version"),
+                             arch=a.get("arch", "resnet34"), weights=a.get("weights", "imagenet"),
+                             mode=a.get("mode", "frozen"), **a.get("hyper", {}))
+        run.job_id = ctx.job_id
         run_id, done = run.id, run.state == JobState.SUCCEEDED
-    if not done:
-        train_run(run_id, progress=lambda *args, **kw: report_training(ctx, *args, **kw))
+    if not done:  # a redelivery resumes the same run from its last checkpoint
+        train_run(run_id, progress=stage_progress(ctx))
     with session_scope() as session:
         run = session.get_one(TrainingRun, run_id)
         return {"run_id": run.id, "state": run.state, "best_val_accuracy": run.best_val_accuracy,
                 "best_epoch": run.best_epoch, "checkpoint": run.best_checkpoint_path}
 
 
-def report_training(ctx: JobContext, *args: Any, **kw: Any) -> None:
-    """The trainer reports (epoch, epochs, ...) or a fraction; either becomes job progress."""
-    if len(args) >= 2 and all(isinstance(x, int | float) for x in args[:2]) and args[1]:
-        ctx.progress(float(args[0]) / float(args[1]), f"epoch {args[0]}/{args[1]}")
-    elif args and isinstance(args[0], float):
-        ctx.progress(args[0])
-    else:
-        ctx.check_cancelled()
+def stage_progress(ctx: JobContext, main_stage: str = "epoch") -> Callable[[str, int, int], None]:
+    """The (stage, done, total) callback of dedupe and the trainer, as job progress: the
+    fraction follows ``main_stage`` when the body has one, else each stage in turn."""
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage == main_stage or main_stage not in seen:
+            ctx.progress(done / total if total else 0.0, f"{stage} {done}/{total}")
+        else:
+            ctx.check_cancelled()
+        seen.add(stage)
+
+    seen: set[str] = set()
+    return report
 
 
 BATCH = 10
@@ -206,13 +249,31 @@ def network_errors() -> tuple[type[BaseException], ...]:
     import httpx
     import requests
 
-    return (ConnectionError, TimeoutError, httpx.TransportError, requests.ConnectionError,
-            requests.Timeout)
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, httpx.TransportError,
+                                         requests.ConnectionError, requests.Timeout]
+    try:
+        from labeling.client import LabelStudioUnavailable
+    except ImportError:
+        pass
+    else:
+        errors.append(LabelStudioUnavailable)
+    return tuple(errors)
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """The error, or one it was raised from, is a network error (modules wrap them)."""
+    kinds = network_errors()
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kinds):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 def network_retry_in(exc: BaseException, attempt: int) -> float | None:
     qs = queue_settings()
-    if not isinstance(exc, network_errors()) or attempt > qs.max_retries:
+    if attempt > qs.max_retries or not is_network_error(exc):
         return None
     return float(get_exponential_backoff_interval(
         factor=2, retries=attempt - 1, maximum=qs.retry_backoff_max, full_jitter=True) + 1)

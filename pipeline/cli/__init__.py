@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, train as train_cmds, workers
+from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
+from pipeline.cli import train as train_cmds
 from pipeline.cli.common import ShoalGroup
 from pipeline.cli.dataset import dataset_app
 

@@ -86,8 +86,8 @@ class Proc:
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
-    """Start `shoal ...` as a process group of its own (so SIGKILL takes it all); all are
-    killed at the end of the test."""
+    """Start `python -m ARGS` as a process group of its own (so SIGKILL takes it all); all
+    are killed at the end of the test."""
     procs: list[Proc] = []
 
     def start(name: str, args: list[str], env: dict[str, str]) -> Proc:
@@ -95,7 +95,7 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "pipeline.cli", *args], cwd=REPO, env=full_env,
+                [sys.executable, "-m", *args], cwd=REPO, env=full_env,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
         proc = Proc(name, popen, log)
@@ -110,12 +110,22 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Proc]]:
 @pytest.fixture
 def start_worker(spawn: Callable[..., Proc], broker_env: dict) -> Callable[..., Proc]:
     def start(name: str, queues: str = "crawl,dedupe,review,export") -> Proc:
-        proc = spawn(name, ["worker", "-Q", queues, "-P", "solo", "-n", f"{name}@%h"],
-                     broker_env)
+        proc = spawn(name, celery_worker(name, queues), broker_env)
         proc.wait_for(" ready.")
         return proc
 
     return start
+
+
+def celery_worker(name: str, queues: str) -> list[str]:
+    """What `shoal worker -Q QUEUES -P solo -n NAME@%h` runs, without importing every CLI group
+    (the `shoal` command imports torch and the Label Studio SDK at startup)."""
+    return ["celery", "-A", "pipeline.celery_app", "worker", "-Q", queues, "-P", "solo",
+            "-n", f"{name}@%h", "-l", "info"]
+
+
+BEAT = ["celery", "-A", "pipeline.celery_app", "beat", "-S", "pipeline.beat:CatalogScheduler",
+        "-l", "info"]
 
 
 def wait_until(check: Callable[[], object], timeout: float = 90, what: str = "") -> object:

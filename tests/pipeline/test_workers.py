@@ -26,28 +26,24 @@ def finished(job_id: int) -> Job | None:
     return job if job.state in JobState.FINISHED else None
 
 
-def test_a_job_that_raises_is_recorded_with_its_error(start_worker) -> None:
+def test_a_job_that_raises_is_recorded_with_its_error_and_stops_its_chain(
+    start_worker, fishdata: Path
+) -> None:
     worker = start_worker("w-raise")
-    job = jobs.submit("import_photos", {"path": "/no/such/folder", "species": "chub-mackerel"})
-    assert job.state == JobState.QUEUED
-    done = wait_until(lambda: finished(job.id), what="the failing job")
-    assert done.state == JobState.FAILED
-    assert done.error.startswith("UsageError: no such file or folder")
-    assert "Traceback" in done.error
-    assert done.worker_host.startswith("w-raise@")
-    assert done.attempts == 1  # not a network error: no retry
-    assert "raised unexpected: UsageError" in worker.text()
-
-
-def test_chain_stops_at_a_failed_step(start_worker, fishdata: Path) -> None:
-    start_worker("w-chain")
     first, second = jobs.submit_chain([
         ("import_photos", {"path": "/no/such/folder", "species": "chub-mackerel"}),
         ("import_photos", {"path": str(fishdata / "web-20" / "Mola"), "species": "hairtail"}),
     ])
+    assert first.state == second.state == JobState.QUEUED
     assert second.parent_id == first.id
     wait_until(lambda: finished(second.id), what="the chain")
-    assert job_row(first.id).state == JobState.FAILED
+    failed = job_row(first.id)
+    assert failed.state == JobState.FAILED
+    assert failed.error.startswith("UsageError: no such file or folder")
+    assert "Traceback" in failed.error
+    assert failed.worker_host.startswith("w-raise@")
+    assert failed.attempts == 1  # not a network error: no retry
+    assert "raised unexpected: UsageError" in worker.text()
     after = job_row(second.id)
     assert after.state == JobState.CANCELLED and after.attempts == 0
     assert f"upstream job {first.id} failed" in after.message

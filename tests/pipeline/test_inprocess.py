@@ -9,13 +9,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from catalog.db import session_scope
-from catalog.models import CrawlSchedule, Image, Job, JobState
+from catalog.limits import limits_from_settings
+from catalog.models import (
+    CrawlSchedule,
+    DatasetVersion,
+    Image,
+    ImageStatus,
+    Job,
+    JobState,
+    TrainingRun,
+)
+from catalog.settings import get_settings
+from catalog.species import get_species
+from catalog.store import ImageStore
 from pipeline import jobs
 from pipeline.cli import app
+from pipeline.importer import import_files, list_files
 from pipeline.leases import as_utc
 from pipeline.schedules import claim_due, parse_every
 from pipeline.tasks import network_retry_in
@@ -162,3 +175,40 @@ def test_worker_and_beat_need_a_broker(sqlite_env, command: list[str]) -> None:
 def test_training_queue_runs_one_job_at_a_time(sqlite_env) -> None:
     result = runner.invoke(app, ["worker", "-Q", "train", "-c", "4"])
     assert result.exit_code == 2 and "one job at a time" in result.output
+
+
+def test_export_then_train_chain_in_process(sqlite_env, fishdata: Path) -> None:
+    """A dataset version created and exported by queued jobs, then trained on (tiny recipe)."""
+    settings = get_settings()
+    with session_scope() as session:  # 8 small crops a species, approved as if reviewed
+        for slug, folder in {"hairtail": "fish_01", "chub-mackerel": "fish_02"}.items():
+            files = list_files(fishdata / "f4k-23" / folder)[:8]
+            import_files(session, ImageStore(settings.image_dir), files,
+                         get_species(session, slug).id, limits_from_settings(settings))
+        session.execute(update(Image).values(status=ImageStatus.APPROVED))
+    create, export, train = jobs.submit_chain([
+        ("dataset_create", {"name": "queued-v1", "min_per_class": 5, "val_ratio": 0.25}),
+        ("dataset_export", {"format": "imagefolder"}),
+        ("train", {"arch": "resnet34", "weights": "none",
+                   "hyper": {"image_size": 32, "epochs": 1, "batch_size": 8}}),
+    ])
+    for job in (create, export, train):
+        assert job.state == JobState.SUCCEEDED, job.error
+    with session_scope() as session:
+        version = session.scalar(select(DatasetVersion))
+        run = session.scalar(select(TrainingRun))
+    assert version.name == "queued-v1" and version.job_id == create.id
+    assert create.result["version"] == export.result["version"] == version.id
+    out = Path(export.result["path"])
+    assert {p.name for p in out.iterdir()} >= {"train", "val"}
+    assert {p.name for p in (out / "train").iterdir()} == {"hairtail", "chub-mackerel"}
+    assert run.job_id == train.id and run.dataset_version_id == version.id
+    assert train.result["run_id"] == run.id and run.state == JobState.SUCCEEDED
+    # a redelivered create finds its version instead of freezing a second one
+    from pipeline.job_state import JobContext
+    from pipeline.tasks import dataset_create_body
+
+    again = dataset_create_body(JobContext(create.id, "dataset_create", create.args, 2, None))
+    assert again["version"] == version.id
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(DatasetVersion)) == 1

@@ -111,8 +111,9 @@ def jobs_cancel(
     job_id: int = typer.Argument(..., help="Job id."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Cancel a queued or running job and the jobs chained after it. A running job stops at
-    its next progress report."""
+    """Cancel a queued or running job and the jobs chained after it.
+
+    A running job stops at its next progress report."""
     ids = cancel(job_id)
     if as_json:
         print_json({"cancelled": ids})

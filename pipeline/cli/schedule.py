@@ -77,8 +77,9 @@ def schedule_remove(
 
 @schedule_app.command("tick")
 def schedule_tick(as_json: bool = JSON_OPTION) -> None:
-    """Queue every due crawl once, now (what beat does each tick; safe beside a running beat).
-    With no broker the crawls run here."""
+    """Queue every due crawl once, now (what beat does each tick).
+
+    Safe beside a running beat; with no broker the crawls run here."""
     with catalog_session():
         pass
     jobs = enqueue_due()

@@ -20,16 +20,17 @@ def require_broker(what: str) -> None:
 
 
 def worker_cmd(
-    queues: str = typer.Option(",".join(QUEUES), "--queues", "-Q",
-                               help="Comma-separated queues to serve."),
+    queues: str = typer.Option(",".join(q for q in QUEUES if q != "train"), "--queues", "-Q",
+                               help="Comma-separated queues to serve (train: on its own)."),
     concurrency: int = typer.Option(None, "--concurrency", "-c", help="Worker processes "
                                     "(default: 1 when serving train, else the CPU count)."),
     pool: str = typer.Option("prefork", "--pool", "-P", help="prefork, solo or threads."),
     hostname: str = typer.Option(None, "--hostname", "-n", help="Node name, e.g. crawl1@%h."),
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning."),
 ) -> None:
-    """Start a Celery worker serving some queues (crawl, dedupe, review, export, train).
-    Training runs one job at a time: serve `train` from its own worker."""
+    """Start a Celery worker for some queues: crawl, dedupe, review, export, train.
+
+    Training runs one job at a time: serve `train` from a worker of its own (-Q train)."""
     chosen = [q.strip() for q in queues.split(",") if q.strip()]
     unknown = sorted(set(chosen) - set(QUEUES))
     if unknown or not chosen:
@@ -55,8 +56,9 @@ def beat_cmd(
                                    "(default SHOAL_BEAT_INTERVAL, 30)."),
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="debug, info, warning."),
 ) -> None:
-    """Start beat: it queues due crawl schedules. Start as many as you like for failover;
-    one holds the lease and queues, the others stand by."""
+    """Start beat, which queues the due crawl schedules.
+
+    Start a second one anywhere for failover: one holds the lease, the others stand by."""
     require_broker("beat")
     if interval:
         os.environ["SHOAL_BEAT_INTERVAL"] = str(interval)

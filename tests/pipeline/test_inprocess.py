@@ -105,7 +105,8 @@ def test_jobs_list_show_cancel(sqlite_env) -> None:
     assert cli("jobs", "list")  # the table renders
 
 
-def test_cancel_stops_a_running_job(sqlite_env, fishdata: Path) -> None:
+def test_cancel_stops_a_running_job(sqlite_env, fishdata: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.job_state.PROGRESS_EVERY_S", 0.0)  # every report is written
     folder = fishdata / "web-20" / "Baim"
     box: dict[str, Job] = {}
     thread = threading.Thread(target=lambda: box.update(job=jobs.submit(

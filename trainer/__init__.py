@@ -1,0 +1,1 @@
+"""CPU transfer learning on dataset versions: models, feature cache, loops, metrics, reports."""

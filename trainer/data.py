@@ -1,0 +1,177 @@
+"""What a run trains on: a catalog dataset version or an exported ImageFolder directory,
+checked up front (empty class, missing file) and read as RGB images."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.models import DatasetItem, DatasetVersion
+from catalog.models import Image as ImageRow
+from catalog.store import ImageStore
+from trainer.errors import TrainingError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path
+    sha256: str
+    label: int
+    image_id: int | None = None
+
+
+@dataclass
+class DatasetSource:
+    classes: list[str]
+    train: list[Record]
+    val: list[Record]
+    manifest_sha256: str
+    version_id: int | None = None
+    name: str = ""
+    path: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def manifest_hash(rows: list[tuple[str, str, str]]) -> str:
+    """sha256 over sorted ``sha256 label split`` lines: the identity of a frozen dataset."""
+    text = "\n".join(" ".join(r) for r in sorted(rows))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def hashed_split(key: str, val_ratio: float) -> str:
+    """A deterministic split from a content key, for folders exported without one."""
+    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "val" if bucket < val_ratio else "train"
+
+
+def get_dataset_version(session: Session, ref: str | int) -> DatasetVersion:
+    text = str(ref)
+    query = select(DatasetVersion).where(DatasetVersion.name == text)
+    version = session.scalars(query).first()
+    if version is None and text.isdigit():
+        version = session.get(DatasetVersion, int(text))
+    if version is None:
+        raise TrainingError(f"no dataset version {ref!r} in the catalog")
+    return version
+
+
+def from_catalog(session: Session, ref: str | int, store: ImageStore) -> DatasetSource:
+    version = get_dataset_version(session, ref)
+    rows = session.execute(
+        select(DatasetItem, ImageRow.path)
+        .join(ImageRow, ImageRow.id == DatasetItem.image_id)
+        .where(DatasetItem.version_id == version.id)
+        .order_by(DatasetItem.id)
+    ).all()
+    classes = list(version.classes) or sorted({item.label for item, _ in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    source = DatasetSource(
+        classes=classes, train=[], val=[], version_id=version.id, name=version.name,
+        manifest_sha256=version.manifest_sha256
+        or manifest_hash([(i.sha256, i.label, i.split) for i, _ in rows]),
+    )
+    for item, rel in rows:
+        if item.label not in index:
+            source.problems.append(f"image {item.sha256[:12]} has label {item.label!r} "
+                                   "which is not among the version's classes")
+            continue
+        path = store.path(rel) if rel else store.path(store.relative_path(item.sha256))
+        record = Record(path, item.sha256, index[item.label], item.image_id)
+        (source.val if item.split == "val" else source.train).append(record)
+    return source
+
+
+def _class_files(root: Path) -> list[tuple[str, Path]]:
+    return [
+        (d.name, f)
+        for d in sorted(p for p in root.iterdir() if p.is_dir())
+        for f in sorted(d.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    ]
+
+
+def from_folder(root: Path, val_ratio: float = 0.1) -> DatasetSource:
+    """``root/train/<class>/*`` and ``root/val/<class>/*``, or ``root/<class>/*`` split by hash."""
+    if not root.is_dir():
+        raise TrainingError(f"dataset folder {root} does not exist")
+    if (root / "train").is_dir():
+        splits = {"train": root / "train", "val": root / "val"}
+        classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+        found = [
+            (split, label, f)
+            for split, folder in splits.items() if folder.is_dir()
+            for label, f in _class_files(folder)
+        ]
+    else:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+        found = [("", label, f) for label, f in _class_files(root)]
+    index = {c: i for i, c in enumerate(classes)}
+    source = DatasetSource(classes, [], [], "", name=root.name, path=str(root.resolve()))
+    manifest = []
+    for split, label, path in found:
+        digest = file_sha256(path)
+        split = split or hashed_split(digest, val_ratio)
+        if label not in index:
+            source.problems.append(f"{path}: class {label!r} has no training folder")
+            continue
+        manifest.append((digest, label, split))
+        (source.val if split == "val" else source.train).append(
+            Record(path, digest, index[label])
+        )
+    source.manifest_sha256 = manifest_hash(manifest)
+    return source
+
+
+def load_source(
+    session: Session | None, dataset: str | int | Path, store: ImageStore
+) -> DatasetSource:
+    if isinstance(dataset, Path) or (isinstance(dataset, str) and Path(dataset).is_dir()):
+        return from_folder(Path(dataset))
+    if session is None:
+        raise TrainingError(f"dataset {dataset!r} is not a folder and no catalog is open")
+    return from_catalog(session, dataset, store)
+
+
+def check_source(source: DatasetSource) -> None:
+    """Refuse data that would train silently wrong: empty classes, no val, missing files."""
+    problems = list(source.problems)
+    if not source.classes:
+        problems.append("the dataset has no classes")
+    counts = [0] * len(source.classes)
+    for r in source.train:
+        counts[r.label] += 1
+    empty = [c for c, n in zip(source.classes, counts, strict=True) if n == 0]
+    if empty:
+        problems.append(f"empty class (no training images): {', '.join(empty)}")
+    if not source.val:
+        problems.append("the dataset has no validation images")
+    missing = [r for r in source.train + source.val if not r.path.is_file()]
+    if missing:
+        problems.append(
+            f"{len(missing)} image file(s) missing, e.g. {missing[0].path} "
+            f"(sha256 {missing[0].sha256[:12]})"
+        )
+    if problems:
+        raise TrainingError("bad dataset " + (source.name or "") + ": " + "; ".join(problems))
+
+
+def open_rgb(record: Record) -> Image.Image:
+    try:
+        with Image.open(record.path) as img:
+            img.load()
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        raise TrainingError(
+            f"corrupt or unreadable image {record.path} (sha256 {record.sha256[:12]}): {exc}"
+        ) from exc

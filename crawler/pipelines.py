@@ -1,0 +1,186 @@
+"""The item pipeline: Scrapy's media-pipeline machinery fetches, the catalog's path ingests.
+
+``CatalogPipeline`` is a ``FilesPipeline`` whose "store" is the catalog: Scrapy schedules,
+throttles, retries, caps and de-duplicates the downloads (robots.txt, redirects and timeouts
+included) and hands each body to ``catalog.ingest.ingest_bytes``, which validates, normalises,
+hashes, stores and records it. Normalising runs on a thread pool so downloads keep flowing while
+images decode; catalog writes are serialised by one lock (one short transaction each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from scrapy.http import Request, Response
+from scrapy.http.request import NO_CALLBACK
+from scrapy.pipelines.files import FilesPipeline
+from scrapy.pipelines.media import FileInfoOrError, MediaPipeline
+from sqlalchemy import select
+from twisted.python.failure import Failure
+
+from catalog.db import session_factory
+from catalog.imaging import ImageRejected, Limits, Reject, normalise
+from catalog.ingest import IngestResult, SourceInfo, find_by_raw, ingest_bytes, record_source
+from catalog.models import Image, ImageSource, ImageStatus
+from catalog.store import ImageStore
+from crawler.failures import UrlFailure, classify
+
+
+class UrlError(Exception):
+    """A URL that gave no body to ingest; carries the reason recorded on ``image_sources``."""
+
+    def __init__(self, failure: UrlFailure) -> None:
+        super().__init__(f"{failure.reason}: {failure.detail}")
+        self.failure = failure
+
+
+def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
+    return SourceInfo(
+        url=url, page_url=item.get("page_url"), site=item.get("site"),
+        license=item.get("license"), license_url=item.get("license_url"),
+        artist=item.get("artist"), title=item.get("title"), keyword=item.get("keyword"),
+        crawl_job_id=crawl_job_id,
+    )
+
+
+class CatalogPipeline(FilesPipeline):
+    """Settings: ``SHOAL_DATABASE_URL``, ``SHOAL_IMAGE_DIR``, ``SHOAL_SPECIES_ID``,
+    ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_THREADS`` and
+    optionally ``SHOAL_ON_IMAGE`` (called with each result, for progress)."""
+
+    FILES_URLS_FIELD = "image_urls"
+    FILES_RESULT_FIELD = "images"
+    LOG_FAILED_RESULTS = False
+
+    def __init__(self, store_uri: str, *, crawler: Any) -> None:
+        super().__init__(store_uri, crawler=crawler)
+        s = crawler.settings
+        self.crawl_job_id: int | None = s.getint("SHOAL_CRAWL_JOB_ID") or None
+        self.species_id: int | None = s.getint("SHOAL_SPECIES_ID") or None
+        self.limits = Limits(**s.getdict("SHOAL_LIMITS"))
+        self.image_store = ImageStore(Path(s["SHOAL_IMAGE_DIR"]))
+        self.sessions = session_factory(s["SHOAL_DATABASE_URL"])
+        self.db_lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max(1, s.getint("SHOAL_INGEST_THREADS", 2)),
+                                           thread_name_prefix="shoal-ingest")
+        self.on_image: Callable[[dict[str, Any]], None] | None = s.get("SHOAL_ON_IMAGE")
+
+    def close_spider(self, spider: Any = None) -> None:
+        self.executor.shutdown(wait=True)
+
+    # --- threads and the catalog ----------------------------------------------------------
+    async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    @contextmanager
+    def _catalog(self) -> Any:
+        with self.db_lock, self.sessions() as session:
+            yield session
+            session.commit()
+
+    def _known_url(self, source: SourceInfo) -> dict[str, Any] | None:
+        """The result of an earlier crawl of this URL, refreshing when it was last seen."""
+        with self._catalog() as session:
+            row = session.execute(
+                select(Image.id, Image.sha256, Image.path, Image.status, Image.reject_reason)
+                .join(ImageSource, ImageSource.image_id == Image.id)
+                .where(ImageSource.url == source.url)
+            ).first()
+            if row is None:
+                return None
+            record_source(session, source, row.id, self.species_id)
+        rejected = row.status == ImageStatus.INVALID
+        return {"url": source.url, "path": row.path or "", "checksum": row.sha256,
+                "status": "known_rejected" if rejected else "known", "image_id": row.id,
+                "reason": row.reject_reason}
+
+    def _ingest(self, raw: bytes, source: SourceInfo) -> IngestResult:
+        digest = hashlib.sha256(raw).hexdigest()
+        with self._catalog() as session:
+            if find_by_raw(session, digest) is not None:
+                return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
+                                    source=source, limits=self.limits)
+        try:  # the expensive part, outside the lock: several images decode at once
+            norm = normalise(raw, self.limits)
+            self.image_store.put(norm.data, norm.sha256)
+        except ImageRejected:
+            norm = None  # ingest_bytes records the reason (cheap: rejection happens early)
+        with self._catalog() as session:
+            return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
+                                source=source, limits=self.limits, normalised=norm)
+
+    def _record_failure(self, source: SourceInfo, failure: UrlFailure) -> None:
+        with self._catalog() as session:
+            record_source(session, source, None, self.species_id, error=failure.reason,
+                          error_detail=failure.detail, http_status=failure.http_status)
+
+    # --- the media pipeline interface -----------------------------------------------------
+    def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
+        headers = {"Referer": item["page_url"]} if item.get("page_url") else None
+        return [Request(url, callback=NO_CALLBACK, headers=headers, meta={"dont_cache": True})
+                for url in item.get(self.files_urls_field) or []]
+
+    async def media_to_download(self, request: Request, info: MediaPipeline.SpiderInfo, *,
+                                item: Any = None) -> dict[str, Any] | None:
+        return await self._in_thread(
+            self._known_url, source_info(item, request.url, self.crawl_job_id))
+
+    async def media_downloaded(self, response: Response, request: Request,
+                               info: MediaPipeline.SpiderInfo, *, item: Any = None) -> Any:
+        if response.status != 200:
+            return {"url": request.url, "status": "failed", "reason": Reject.HTTP_ERROR,
+                    "detail": f"HTTP {response.status}", "http_status": response.status}
+        self.crawler.stats.inc_value("shoal/bytes", len(response.body))
+        source = source_info(item, request.url, self.crawl_job_id)
+        result: IngestResult = await self._in_thread(self._ingest, response.body, source)
+        return {"url": request.url, "path": "", "checksum": None, "status": result.outcome,
+                "image_id": result.image_id, "reason": result.reason}
+
+    def media_failed(self, failure: Failure, request: Request,
+                     info: MediaPipeline.SpiderInfo) -> Any:
+        assert failure.value is not None
+        raise UrlError(classify(failure)) from failure.value
+
+    def item_completed(self, results: list[FileInfoOrError], item: Any,
+                       info: MediaPipeline.SpiderInfo) -> Any:
+        out: list[dict[str, Any]] = []
+        for ok, value in results:
+            if ok:
+                out.append(dict(value))
+                continue
+            exc = value.value
+            why = exc.failure if isinstance(exc, UrlError) else classify(value)
+            out.append({"url": None, "status": "failed", "reason": why.reason,
+                        "detail": why.detail, "http_status": why.http_status})
+        item[self.files_result_field] = out
+        return item
+
+    async def process_item(self, item: Any) -> Any:
+        item = await super().process_item(item)
+        urls = item.get(self.files_urls_field) or []
+        for url, result in zip(urls, item[self.files_result_field], strict=True):
+            if result["status"] == "failed":
+                result["url"] = url
+                failure = UrlFailure(result["reason"], result["detail"], result["http_status"])
+                await self._in_thread(self._record_failure,
+                                      source_info(item, url, self.crawl_job_id), failure)
+            self._count(result)
+        return item
+
+    def _count(self, result: dict[str, Any]) -> None:
+        stats = self.crawler.stats
+        status = result["status"]
+        key = {"new": "stored", "existing": "duplicates", "known": "existing"}.get(status)
+        if key:
+            stats.inc_value(f"shoal/{key}")
+        else:  # rejected content, an earlier rejection, or a URL that failed
+            stats.inc_value(f"shoal/rejected/{result['reason'] or 'unknown'}")
+        if self.on_image:
+            self.on_image(result)

@@ -1,0 +1,36 @@
+"""Source names (``wikimedia``, ``inaturalist``, ``baike[:PROFILE]``, ``shop:PROFILE``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crawler.profiles import ProfileError, available_profiles, load_profile
+from crawler.spiders import SPIDERS, ShoalSpider
+
+
+class UnknownSource(ValueError):
+    """A source name that names no spider or no site profile."""
+
+
+def all_sources() -> list[str]:
+    shops = [f"shop:{name}" for name in available_profiles("shop")]
+    return ["wikimedia", "inaturalist", "baike", *shops]
+
+
+def spider_for(source: str) -> tuple[type[ShoalSpider], dict[str, Any]]:
+    """The spider class for ``source`` and the arguments that pick its profile."""
+    kind, _, profile = source.partition(":")
+    if kind not in SPIDERS:
+        raise UnknownSource(f"unknown source '{source}' (known: {', '.join(all_sources())})")
+    if kind == "shop" and not profile:
+        shops = ", ".join(all_sources()[3:]) or "none"
+        raise UnknownSource(f"the shop source needs a profile: shop:PROFILE (known: {shops})")
+    if profile and kind not in ("shop", "baike"):
+        raise UnknownSource(f"source '{kind}' takes no profile")
+    if not profile:
+        return SPIDERS[kind], {}
+    try:
+        load_profile(profile, kind="shop" if kind == "shop" else "encyclopedia")
+    except ProfileError as exc:
+        raise UnknownSource(str(exc)) from exc
+    return SPIDERS[kind], {"profile": profile}

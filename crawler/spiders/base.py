@@ -1,0 +1,86 @@
+"""What every Shoal spider shares: species keywords, the image limit, page bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import scrapy
+from scrapy.http import Response
+from twisted.python.failure import Failure
+
+from crawler.failures import classify
+from crawler.items import ImageItem, image_item
+
+
+class ShoalSpider(scrapy.Spider):
+    """Spider arguments: ``species`` (slug, latin_name, keywords by language) and ``limit``."""
+
+    name = "shoal"
+    # keyword languages this source is searched in, best first ("la" is the Latin name)
+    languages: tuple[str, ...] = ("la", "en", "zh")
+
+    def __init__(self, species: dict[str, Any], limit: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.species = species
+        self.limit = int(limit) if limit else None
+        self.found: set[str] = set()
+
+    async def start(self) -> AsyncIterator[Any]:
+        for request in self.initial_requests():
+            yield request
+
+    def initial_requests(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    # --- keywords -------------------------------------------------------------------------
+    def keywords(self, languages: Iterable[str] | None = None) -> list[str]:
+        words: dict[str, None] = {}
+        table = self.species.get("keywords") or {}
+        for lang in languages or self.languages:
+            if lang == "la":
+                words.setdefault(self.species["latin_name"], None)
+            for word in table.get(lang) or []:
+                words.setdefault(word, None)
+        for word in table.get("extra") or []:
+            words.setdefault(word, None)
+        return list(words) or [self.species["latin_name"]]
+
+    # --- images ---------------------------------------------------------------------------
+    @property
+    def full(self) -> bool:
+        return self.limit is not None and len(self.found) >= self.limit
+
+    def emit(self, url: str | None, response: Response, **meta: str | None) -> ImageItem | None:
+        """An item for ``url`` unless it was already found in this crawl or the limit is met."""
+        if not url or self.full:
+            return None
+        url = response.urljoin(url.strip())
+        if urlsplit(url).scheme not in ("http", "https") or url in self.found:
+            return None
+        self.found.add(url)
+        self.crawler.stats.inc_value("shoal/images_found")
+        meta.setdefault("site", self.site_name(response.url))
+        meta.setdefault("page_url", response.url)
+        return image_item(url, **meta)
+
+    def site_name(self, url: str) -> str:
+        return urlsplit(url).netloc
+
+    # --- pages ----------------------------------------------------------------------------
+    def page(self, url: str, callback: Any, **kwargs: Any) -> scrapy.Request:
+        return scrapy.Request(url, callback=callback, errback=self.page_failed, **kwargs)
+
+    def page_ok(self, response: Response) -> None:
+        self.crawler.stats.inc_value("shoal/pages_ok")
+
+    def page_failed(self, failure: Failure) -> None:
+        why = classify(failure)
+        self.crawler.stats.inc_value(f"shoal/page_errors/{why.reason}")
+        stats = self.crawler.stats
+        if not stats.get_value("shoal/first_page_error"):
+            request = getattr(failure, "request", None)
+            where = f" ({request.url})" if request is not None else ""
+            stats.set_value("shoal/first_page_error", f"{why.reason}: {why.detail}{where}")
+        self.logger.warning("page failed: %s %s", why.reason, why.detail)

@@ -1,0 +1,1 @@
+"""Human review in Label Studio: labelling config, push tasks, pull/webhook annotations, resolve."""

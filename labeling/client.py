@@ -1,0 +1,84 @@
+"""The Label Studio client, and the one place its failures become Shoal errors.
+
+The SDK already retries connection errors and 5xx/429 answers with exponential backoff; `call`
+adds the same for timeouts of requests that are safe to repeat, and turns what is left into
+`LabelStudioUnavailable` (wait and retry later) or `LabelStudioError` (fix something first).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+T = TypeVar("T")
+
+
+class LabelStudioUnavailable(RuntimeError):
+    """Label Studio cannot be reached, or keeps failing or timing out."""
+
+
+class LabelStudioError(RuntimeError):
+    """Label Studio answered, but refused the request (bad token, missing project, bad data)."""
+
+
+def make_client(url: str, token: str, *, timeout: float = 120.0, retries: int = 3) -> LabelStudio:
+    """A client over ``url`` with ``token`` (legacy token or personal access token)."""
+    if not url:
+        raise LabelStudioError("no Label Studio URL: set SHOAL_LABEL_STUDIO_URL")
+    if not token:
+        raise LabelStudioError("no Label Studio token: set SHOAL_LABEL_STUDIO_TOKEN")
+    return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout,
+                       max_retries=retries)
+
+
+def base_url(client: LabelStudio) -> str:
+    return client._client_wrapper.get_base_url()  # the SDK keeps it nowhere public
+
+
+def call(client: LabelStudio, what: str, fn: Callable[..., T], *args: Any,
+         idempotent: bool = True, attempts: int = 3, **kwargs: Any) -> T:
+    """Run one SDK call; retry timeouts of idempotent calls with backoff; map failures."""
+    for attempt in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except httpx.TimeoutException as exc:
+            if not idempotent or attempt == attempts - 1:
+                raise LabelStudioUnavailable(
+                    f"Label Studio at {base_url(client)} timed out while trying to {what}"
+                ) from exc
+            time.sleep(backoff(attempt))
+        except httpx.TransportError as exc:
+            # the SDK has already retried connection errors with backoff
+            raise LabelStudioUnavailable(
+                f"Label Studio at {base_url(client)} is not reachable ({type(exc).__name__}: "
+                f"{exc}) while trying to {what}; is it running? (scripts/labelstudio.sh status)"
+            ) from exc
+        except ApiError as exc:
+            raise api_failure(client, what, exc) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def backoff(attempt: int, first: float = 1.0, cap: float = 30.0) -> float:
+    return min(cap, first * 2**attempt) * (0.9 + 0.2 * random.random())
+
+
+def api_failure(client: LabelStudio, what: str, exc: ApiError) -> RuntimeError:
+    status = exc.status_code or 0
+    detail = str(exc.body)[:300]
+    where = base_url(client)
+    if status in (401, 403):
+        return LabelStudioError(
+            f"Label Studio at {where} refused the token ({status}) while trying to {what}: "
+            "check SHOAL_LABEL_STUDIO_TOKEN"
+        )
+    if status >= 500 or status in (408, 429):
+        return LabelStudioUnavailable(
+            f"Label Studio at {where} kept failing ({status}) while trying to {what}: {detail}"
+        )
+    return LabelStudioError(f"Label Studio at {where} answered {status} to {what}: {detail}")

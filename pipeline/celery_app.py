@@ -1,0 +1,93 @@
+"""The Celery app: Redis broker and result backend, one queue per kind of work.
+
+Configured lazily from ``SHOAL_*`` settings, so importing this module never needs a broker:
+with ``SHOAL_BROKER_URL`` unset, :mod:`pipeline.jobs` runs the same task bodies in-process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from catalog.settings import get_settings
+
+QUEUES = ("crawl", "dedupe", "review", "export", "train")
+
+# job kind -> queue; the Celery task of a kind is ``pipeline.tasks.<kind>``
+QUEUE_OF: dict[str, str] = {
+    "crawl": "crawl",
+    "import_photos": "crawl",
+    "dedupe": "dedupe",
+    "review_push": "review",
+    "review_pull": "review",
+    "dataset_create": "export",
+    "dataset_export": "export",
+    "train": "train",
+}
+
+
+class QueueSettings(BaseSettings):
+    """Knobs of the queue; every field reads ``SHOAL_<NAME>`` like the catalog's settings."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", env_file=".env", extra="ignore")
+
+    # The study's slowest model (ResNet101, 10 epochs) took 5.7 h on a laptop CPU: an unacked
+    # message is handed to another worker only after this long, so it must outlast any job.
+    visibility_timeout: int = Field(12 * 3600, description="seconds before an unacked task is "
+                                    "redelivered; longer than the longest training job")
+    unacked_restore_interval: int = Field(10, description="seconds between redelivery sweeps")
+    job_lease_seconds: int = Field(60, description="a running job's heartbeat lease; a job whose "
+                                   "worker died is taken over after this long")
+    max_retries: int = Field(5, description="retries of a task that hit a network error")
+    retry_backoff_max: int = Field(600, description="cap of the exponential retry backoff (s)")
+    beat_interval: float = Field(30.0, description="seconds between beat's catalog reads")
+
+
+def queue_settings() -> QueueSettings:
+    return QueueSettings()
+
+
+def task_name(kind: str) -> str:
+    return f"pipeline.tasks.{kind}"
+
+
+def celery_config() -> dict[str, Any]:
+    settings = get_settings()
+    qs = queue_settings()
+    transport = {
+        "visibility_timeout": qs.visibility_timeout,
+        "unacked_restore_interval": qs.unacked_restore_interval,
+        # scan on every sweep, so the interval above is the real redelivery delay
+        "unacked_restore_throttle": 1,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend or settings.broker_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": {"visibility_timeout": qs.visibility_timeout},
+        "broker_connection_retry_on_startup": True,
+        "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
+        "task_default_queue": "dedupe",
+        "task_routes": {task_name(kind): {"queue": q} for kind, q in QUEUE_OF.items()},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # a task is acked only once it finished, and put back if its worker process died
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # one message at a time per process: long jobs never wait behind a prefetched one
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "result_expires": 7 * 24 * 3600,
+        "worker_hijack_root_logger": False,
+        "beat_max_loop_interval": max(1.0, qs.beat_interval),
+    }
+
+
+app = Celery("shoal", include=["pipeline.tasks"])
+app.add_defaults(celery_config)  # a callable: read when the config is first used, not at import

@@ -1,0 +1,132 @@
+"""`shoal crawl`: crawl sources for species keywords into the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from sqlalchemy import select
+
+from catalog.models import CrawlJob, Species
+from catalog.species import get_species
+from crawler.runner import CrawlFailed, run_crawl
+from crawler.sources import UnknownSource, all_sources, spider_for
+from pipeline.cli.common import (
+    JSON_OPTION,
+    ShoalGroup,
+    catalog_session,
+    console,
+    err_console,
+    print_json,
+    print_table,
+    progress_bar,
+)
+from pipeline.errors import ShoalError, UsageError
+
+app = typer.Typer(cls=ShoalGroup, help="Crawl encyclopedias, shops and species databases.")
+
+
+def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str, str]]:
+    if bool(species) == all_:
+        raise UsageError("give --species SLUG or --all (for every active species)")
+    chosen = sources or all_sources()
+    for source in chosen:
+        try:
+            spider_for(source)
+        except UnknownSource as exc:
+            raise UsageError(str(exc)) from exc
+    with catalog_session() as session:
+        if all_:
+            slugs = list(session.scalars(
+                select(Species.slug).where(Species.active.is_(True)).order_by(Species.id)))
+            if not slugs:
+                raise UsageError("no active species: add some with `shoal species add`")
+        else:
+            assert species is not None
+            slugs = [get_species(session, species).slug]
+    return [(slug, source) for slug in slugs for source in chosen]
+
+
+def _row(slug: str, source: str, crawl_job_id: int | None, error: str | None) -> dict[str, Any]:
+    data: dict[str, Any] = {"species": slug, "source": source, "crawl_job_id": crawl_job_id,
+                            "state": "failed", "stats": {}, "error": error}
+    if crawl_job_id is None:
+        return data
+    with catalog_session() as session:
+        row = session.get(CrawlJob, crawl_job_id)
+        assert row is not None
+        data.update(state=row.state, stats=row.stats or {}, error=row.error,
+                    keyword=row.keyword)
+    return data
+
+
+def dedupe_after_crawl() -> dict[str, Any] | None:
+    """CALL POINT: duplicate detection must run after every crawl.
+
+    Runs ``pipeline.dedupe.run_dedupe`` over the catalog once that module is present (it is
+    built separately); until then there is nothing to run and this returns None.
+    """
+    try:
+        from pipeline.dedupe import run_dedupe  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    with catalog_session() as session:
+        return run_dedupe(session).as_dict()
+
+
+def _summary(rows: list[dict[str, Any]]) -> None:
+    table = []
+    for r in rows:
+        s = r["stats"]
+        table.append((r["species"], r["source"], r["crawl_job_id"], r["state"],
+                      s.get("images_found", ""), s.get("stored", ""), s.get("duplicates", ""),
+                      s.get("existing", ""), s.get("rejected_total", ""),
+                      (r["error"] or "")[:80]))
+    print_table(f"{len(rows)} crawls", ["species", "source", "job", "state", "found", "stored",
+                                        "dupes", "known", "rejected", "error"], table)
+    reasons: dict[str, int] = {}
+    for r in rows:
+        for reason, n in (r["stats"].get("rejected") or {}).items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if reasons:
+        print_table("rejected by reason", ["reason", "count"], sorted(reasons.items()))
+
+
+@app.callback(invoke_without_command=True)
+def crawl(
+    species: str = typer.Option(None, "--species", "-s", help="Slug of the species to crawl."),
+    all_: bool = typer.Option(False, "--all", help="Crawl every active species."),
+    source: list[str] = typer.Option(
+        [], "--source", help="wikimedia | inaturalist | baike | shop:PROFILE (repeatable; "
+                             "default: all of them)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N images per crawl."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Crawl sources for species keywords: images are validated, normalised, hashed and
+    catalogued with where they came from; duplicates are found after the crawl."""
+    plan = _plan(species, all_, source)
+    rows: list[dict[str, Any]] = []
+    with progress_bar() as bar:
+        for slug, src in plan:
+            task = bar.add_task(f"{slug} · {src}", total=limit)
+            crawl_job_id, error = None, None
+            try:
+                crawl_job_id = run_crawl(slug, src, limit=limit,
+                                         progress=lambda _r, t=task: bar.advance(t))
+            except CrawlFailed as exc:
+                crawl_job_id, error = exc.crawl_job_id, str(exc)
+            bar.update(task, total=bar.tasks[task].completed)
+            rows.append(_row(slug, src, crawl_job_id, error))
+    dedupe = dedupe_after_crawl()
+    failed = [r for r in rows if r["state"] != "succeeded"]
+    if as_json:
+        print_json({"crawls": rows, "dedupe": dedupe})
+    else:
+        _summary(rows)
+        if dedupe is not None:
+            console.print(f"dedupe: {dedupe}")
+    if failed:
+        if not as_json:
+            for r in failed:
+                err_console.print(f"[red]{r['species']} · {r['source']}:[/] {r['error']}")
+        raise ShoalError(f"{len(failed)} of {len(rows)} crawls failed", exit_code=1)

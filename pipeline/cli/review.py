@@ -1,0 +1,160 @@
+"""`shoal review`: human review in Label Studio (setup, push, pull, webhooks, status)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from label_studio_sdk import LabelStudio
+
+from catalog.db import check_migrated, session_scope
+from catalog.settings import get_settings
+from labeling.client import LabelStudioError, LabelStudioUnavailable, make_client
+from labeling.config import ConfigError
+from labeling.lease import LeaseHeld
+from labeling.project import PROJECT_TITLE, setup_project
+from labeling.pull import pull_annotations
+from labeling.push import ORDERS, push_tasks
+from labeling.record import Annotators
+from labeling.status import SPECIES_COLUMNS, review_status
+from labeling.webhooks import WebhookServer
+from pipeline.cli.common import (
+    JSON_OPTION,
+    ShoalGroup,
+    catalog_session,
+    console,
+    print_json,
+    print_table,
+)
+from pipeline.errors import ServiceUnavailable, ShoalError, UsageError
+
+review_app = typer.Typer(cls=ShoalGroup, help="Human review in Label Studio.")
+
+
+@contextmanager
+def label_studio_errors() -> Iterator[None]:
+    """Label Studio failures as Shoal's user errors: a message and an exit code."""
+    try:
+        yield
+    except LabelStudioUnavailable as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+    except (LabelStudioError, LeaseHeld) as exc:
+        raise ShoalError(str(exc)) from exc
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def client_from_settings() -> LabelStudio:
+    s = get_settings()
+    token = s.label_studio_token.get_secret_value() if s.label_studio_token else ""
+    with label_studio_errors():
+        return make_client(s.label_studio_url or "", token)
+
+
+@review_app.command("setup")
+def setup_cmd(
+    files_root: Path = typer.Option(
+        None, help="The Shoal data dir as the Label Studio server sees it (its "
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT); default: SHOAL_DATA_DIR."),
+    overlap: int = typer.Option(1, min=1, help="Annotators per task (majority vote above 1)."),
+    webhook_url: str = typer.Option(
+        None, help="Register this `shoal review serve-webhooks` URL (needs SHOAL_WEBHOOK_SECRET)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create or update the review project, its image storage and its webhook (idempotent)."""
+    settings = get_settings()
+    root = (files_root or settings.data_dir).resolve()
+    if files_root is None:
+        settings.image_dir.mkdir(parents=True, exist_ok=True)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    client = client_from_settings()
+    with catalog_session() as session, label_studio_errors():
+        report = setup_project(session, client, files_root=root, overlap=overlap,
+                               webhook_url=webhook_url, webhook_secret=secret)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    verb = "created" if report.project_created else "updated" if report.config_updated else "kept"
+    console.print(f"{verb} project {PROJECT_TITLE!r} (id {report.project_id}) with "
+                  f"{report.species} species; image storage {report.storage_id}"
+                  + (f"; webhook {report.webhook_id}" if report.webhook_id else ""))
+
+
+@review_app.command("push")
+def push_cmd(
+    species: list[str] = typer.Option([], "--species", "-s", help="Only this species (repeat)."),
+    limit: int = typer.Option(None, min=1, help="Push at most this many images."),
+    order: str = typer.Option("oldest", help=f"Which first: {' | '.join(ORDERS)}."),
+    batch_size: int = typer.Option(500, min=1, max=5000, help="Tasks per import request."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Send unique images not yet reviewed to Label Studio, each with a prediction."""
+    if order not in ORDERS:
+        raise UsageError(f"--order must be one of {', '.join(ORDERS)}")
+    client = client_from_settings()
+    with catalog_session() as session, label_studio_errors():
+        report = push_tasks(session, client, species=species or None, limit=limit,
+                            order=order, batch_size=batch_size)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    console.print(f"pushed {report.pushed} of {report.candidates} images in "
+                  f"{report.requests} requests ({report.seconds:.1f}s)"
+                  + (f"; settled {report.reconciled + report.requeued} from an interrupted "
+                     "push" if report.reconciled or report.requeued else ""))
+
+
+@review_app.command("pull")
+def pull_cmd(as_json: bool = JSON_OPTION) -> None:
+    """Read every annotation from Label Studio and resolve the decisions that changed."""
+    client = client_from_settings()
+    with catalog_session() as session, label_studio_errors():
+        report = pull_annotations(session, client)
+    if as_json:
+        print_json(report.as_dict())
+        return
+    d = report.decisions
+    console.print(f"{report.annotations} annotations on {report.tasks} tasks; "
+                  f"{report.changed_tasks} tasks changed ({report.deleted} deletions): "
+                  f"{d.outcomes['approved']} approved, {d.outcomes['rejected']} rejected, "
+                  f"{d.outcomes['pending']} pending")
+
+
+@review_app.command("serve-webhooks")
+def serve_webhooks_cmd(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
+) -> None:
+    """Receive Label Studio webhooks (shared secret in X-Shoal-Webhook-Secret) until Ctrl-C."""
+    settings = get_settings()
+    if not settings.webhook_secret:
+        raise UsageError("set SHOAL_WEBHOOK_SECRET: the endpoint refuses unsigned calls")
+    check_migrated()
+    client = client_from_settings() if settings.label_studio_url else None
+    server = WebhookServer((host, port), settings.webhook_secret.get_secret_value(),
+                           session_scope, Annotators(client))
+    console.print(f"listening on {server.url} (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@review_app.command("status")
+def status_cmd(as_json: bool = JSON_OPTION) -> None:
+    """Per species: pushed, annotated, approved, rejected, relabelled, pending; per annotator."""
+    with catalog_session() as session:
+        data = review_status(session)
+    if as_json:
+        print_json(data)
+        return
+    print_table("review by species", ["species", *SPECIES_COLUMNS],
+                [[r["species"], *(r[c] for c in SPECIES_COLUMNS)] for r in data["species"]])
+    print_table("annotators", ["annotator", "annotations", "skipped", "compared", "agreement"],
+                [[r["annotator"], r["annotations"], r["skipped"], r["compared"],
+                  "" if r["agreement"] is None else f"{r['agreement']:.0%}"]
+                 for r in data["annotators"]])

@@ -1,0 +1,423 @@
+"""Immutable dataset versions: freeze the approved images, write the manifest, export.
+
+A version is a frozen list of ``(image, sha256, label, split)`` rows plus a JSON Lines
+manifest whose sha256 is stored on the version. The split of each image follows
+``pipeline.splits`` (a pure function of the image's duplicate-group key).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.attributes import set_committed_value
+
+from catalog.models import (
+    DatasetItem,
+    DatasetVersion,
+    DuplicateGroup,
+    Image,
+    ImageSource,
+    ImageStatus,
+    ReviewDecision,
+    Species,
+)
+from catalog.settings import get_settings
+from catalog.species import get_species
+from catalog.versions import (
+    LATEST,
+    find_version,
+    item_image_paths,
+    latest_decisions,
+    list_versions,
+    primary_sources,
+)
+from pipeline.errors import ShoalError, UsageError
+from pipeline.splits import RULE, SPLITS, VAL, plan_splits
+
+FORMATS = ("imagefolder", "manifest")
+MANIFEST = "manifest.jsonl"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+AUTO_NAME = re.compile(r"^v(\d+)$")
+CHUNK = 5000
+
+
+class VersionExists(UsageError):
+    """A version with this name exists already (versions are never overwritten)."""
+
+
+# --- split keys -----------------------------------------------------------------------------
+def local_split_keys(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    """The dedupe contract, until ``pipeline.dedupe.split_key_for`` lands: the image's
+    duplicate group's ``split_key``, else the image's own sha256."""
+    keys: dict[int, str] = {}
+    for chunk in _chunks(image_ids):
+        rows = session.execute(
+            select(Image.id, func.coalesce(DuplicateGroup.split_key, Image.sha256))
+            .outerjoin(DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id)
+            .where(Image.id.in_(chunk))
+        )
+        keys.update(rows.tuples().all())
+    return keys
+
+
+def _chunks(values: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# --- looking versions up --------------------------------------------------------------------
+def get_version(session: Session, ref: str | int) -> DatasetVersion:
+    """A version by name, id or ``latest``; a clear UsageError when there is none."""
+    found = find_version(session, ref)
+    if found is None:
+        names = [v.name for v in list_versions(session)]
+        known = f"known: {', '.join(names[-10:])}" if names else "none created yet"
+        raise UsageError(f"no dataset version {ref!r} ({known}; see `shoal dataset list`)")
+    return found
+
+
+def manifest_path(name: str) -> Path:
+    return get_settings().data_dir / "datasets" / name / MANIFEST
+
+
+# --- creating one ---------------------------------------------------------------------------
+def approved_images(
+    session: Session, species_ids: Sequence[int] | None
+) -> list[tuple[int, str, str]]:
+    """``(image_id, sha256, label)`` of every approved image: the reviewed label, else the
+    species whose keyword found it; an image with neither is left out."""
+    label = aliased(Species)
+    label_id = func.coalesce(Image.label_species_id, Image.expected_species_id)
+    query = (
+        select(Image.id, Image.sha256, label.slug)
+        .join(label, label.id == label_id)
+        .where(Image.status == ImageStatus.APPROVED)
+    )
+    if species_ids is not None:
+        query = query.where(label_id.in_(species_ids))
+    return list(session.execute(query).tuples())
+
+
+def create_version(
+    session: Session,
+    *,
+    name: str | None = None,
+    species: Sequence[str] | None = None,
+    min_per_class: int = 1,
+    val_ratio: float = 0.1,
+) -> DatasetVersion:
+    """Freeze the approved images into a new version and commit it: all items or nothing.
+
+    The session is committed on success and rolled back on failure (commit pending work first).
+    """
+    _check_params(name, min_per_class, val_ratio)
+    slugs = sorted(set(species)) if species else None
+    species_ids = [get_species(session, s).id for s in slugs] if slugs else None
+    images = approved_images(session, species_ids)
+    counts = Counter(label for _, _, label in images)
+    classes = slugs or sorted(counts)
+    _check_class_sizes(classes, counts, min_per_class)
+
+    keys = _split_keys(session, [image_id for image_id, _, _ in images])
+    plan = plan_splits(
+        ((label, keys[image_id]) for image_id, _, label in images),
+        val_ratio,
+        pinned_val=_pinned_val(session, val_ratio),
+        already_used=lambda candidates: _used_keys(session, keys, candidates),
+    )
+    rows = [
+        (image_id, sha, label, plan.split_of(keys[image_id])) for image_id, sha, label in images
+    ]
+    n_val = sum(split == VAL for *_, split in rows)
+    values = {
+        "classes": classes,
+        "params": {
+            "species": slugs,
+            "min_per_class": min_per_class,
+            "val_ratio": val_ratio,
+            "split_rule": RULE,
+            "promoted_keys": sorted(plan.promoted),
+        },
+        "n_items": len(rows),
+        "n_train": len(rows) - n_val,
+        "n_val": n_val,
+    }
+    version = _insert_version(session, name, values)
+    try:
+        _insert_items(session, version.id, rows)
+        digest = _write_manifest(session, version.id, manifest_path(version.name))
+        session.execute(
+            update(DatasetVersion.__table__)  # type: ignore[arg-type]
+            .where(DatasetVersion.id == version.id)
+            .values(manifest_sha256=digest)
+        )
+        set_committed_value(version, "manifest_sha256", digest)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        manifest_path(version.name).unlink(missing_ok=True)
+        raise
+    return version
+
+
+def _check_params(name: str | None, min_per_class: int, val_ratio: float) -> None:
+    if name is not None and (not NAME.match(name) or name == LATEST or name.isdigit()):
+        raise UsageError(
+            f"invalid version name {name!r}: letters, digits, '.', '_' and '-', not all digits, "
+            f"not '{LATEST}'"
+        )
+    if min_per_class < 1:
+        raise UsageError(f"--min-per-class must be at least 1 (got {min_per_class})")
+    if not 0 <= val_ratio < 1:
+        raise UsageError(f"--val-ratio must be in [0, 1) (got {val_ratio})")
+
+
+def _check_class_sizes(classes: list[str], counts: Counter[str], min_per_class: int) -> None:
+    if not classes:
+        raise UsageError("no approved images to build a dataset version from")
+    small = [(c, counts.get(c, 0)) for c in classes if counts.get(c, 0) < min_per_class]
+    if small:
+        listed = ", ".join(f"{c} ({n})" for c, n in small)
+        raise UsageError(
+            f"{len(small)} class(es) have fewer than --min-per-class {min_per_class} approved "
+            f"images: {listed}; approve more images or leave these species out with --species"
+        )
+
+
+def _split_keys(session: Session, image_ids: Sequence[int]) -> dict[int, str]:
+    return local_split_keys(session, image_ids)
+
+
+def _pinned_val(session: Session, val_ratio: float) -> set[str]:
+    pinned: set[str] = set()
+    for params in session.scalars(select(DatasetVersion.params)):
+        if params.get("val_ratio") == val_ratio:
+            pinned.update(params.get("promoted_keys") or ())
+    return pinned
+
+
+def _used_keys(session: Session, keys: dict[int, str], candidates: set[str]) -> set[str]:
+    """Which of ``candidates`` has an image that an earlier version contains."""
+    ids = [image_id for image_id, key in keys.items() if key in candidates]
+    used: set[str] = set()
+    for chunk in _chunks(ids):
+        seen = session.scalars(
+            select(DatasetItem.image_id).where(DatasetItem.image_id.in_(chunk)).distinct()
+        )
+        used.update(keys[image_id] for image_id in seen)
+    return used
+
+
+def _next_auto_name(session: Session) -> str:
+    numbers = [
+        int(m.group(1))
+        for n in session.scalars(select(DatasetVersion.name))
+        if (m := AUTO_NAME.match(n))
+    ]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def _insert_version(session: Session, name: str | None, values: dict[str, Any]) -> DatasetVersion:
+    """Insert and flush the version row. Nothing but reads precedes it in this transaction, so
+    a name taken by a concurrent create rolls back cleanly; an automatic name then retries."""
+    for _attempt in range(5):
+        chosen = name or _next_auto_name(session)
+        if name is None or find_version(session, chosen) is None:
+            version = DatasetVersion(name=chosen, **values)
+            session.add(version)
+            try:
+                session.flush()
+                return version
+            except IntegrityError:
+                session.rollback()
+        if name is not None:
+            raise VersionExists(
+                f"dataset version {name!r} exists already; versions are immutable, "
+                "pick another --name"
+            )
+    raise ShoalError("could not pick a free version name: too many concurrent creates")
+
+
+def _insert_items(session: Session, version_id: int, rows: list[tuple[int, str, str, str]]) -> None:
+    """Bulk insert ``(image_id, sha256, label, split)`` rows: COPY on PostgreSQL, executemany
+    in chunks elsewhere."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(
+            "COPY dataset_items (version_id, image_id, sha256, label, split) FROM STDIN"
+        ) as copy:
+            for row in rows:
+                copy.write_row((version_id, *row))
+        return
+    table = DatasetItem.__table__
+    for chunk in _chunks(rows, 20_000):
+        connection.execute(
+            insert(table),  # type: ignore[arg-type]
+            [
+                {"version_id": version_id, "image_id": i, "sha256": s, "label": lab, "split": sp}
+                for i, s, lab, sp in chunk
+            ],
+        )
+
+
+# --- the manifest ---------------------------------------------------------------------------
+def manifest_lines(session: Session, version_id: int) -> Iterable[bytes]:
+    """One JSON line per item, ordered by sha256, with the image's primary source and the
+    annotators of the review decision in force."""
+    first = primary_sources()
+    decided = latest_decisions()
+    src = aliased(ImageSource)
+    decision = aliased(ReviewDecision)
+    rows = session.execute(
+        select(
+            DatasetItem.sha256,
+            DatasetItem.label,
+            DatasetItem.split,
+            src.url,
+            src.site,
+            src.license,
+            decision.annotators,
+        )
+        .outerjoin(first, first.c.image_id == DatasetItem.image_id)
+        .outerjoin(src, src.id == first.c.source_id)
+        .outerjoin(decided, decided.c.image_id == DatasetItem.image_id)
+        .outerjoin(decision, decision.id == decided.c.decision_id)
+        .where(DatasetItem.version_id == version_id)
+        .order_by(DatasetItem.sha256)
+        .execution_options(yield_per=10_000)
+    )
+    for sha, label, split, url, site, license_, annotators in rows:
+        entry = {
+            "sha256": sha,
+            "species": label,
+            "split": split,
+            "source_url": url,
+            "site": site,
+            "license": license_,
+            "annotator": ",".join(annotators) if annotators else None,
+        }
+        yield (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def _write_manifest(session: Session, version_id: int, path: Path) -> str:
+    """Write the manifest to ``path`` atomically; returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    digest = hashlib.sha256()
+    with part.open("wb") as fh:
+        for line in manifest_lines(session, version_id):
+            digest.update(line)
+            fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(part, path)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def ensure_manifest(session: Session, version: DatasetVersion) -> Path:
+    """The stored manifest, verified against its hash; rebuilt from the catalog if lost."""
+    path = manifest_path(version.name)
+    if path.is_file() and file_sha256(path) == version.manifest_sha256:
+        return path
+    rebuilt = path.with_name(path.name + ".rebuilt")
+    if _write_manifest(session, version.id, rebuilt) != version.manifest_sha256:
+        rebuilt.unlink()
+        raise ShoalError(
+            f"the manifest of {version.name!r} is missing or altered, and the catalog's "
+            "provenance of its images has changed since, so it cannot be rebuilt byte for byte"
+        )
+    os.replace(rebuilt, path)
+    return path
+
+
+# --- exporting one --------------------------------------------------------------------------
+def export_version(
+    session: Session, version: str | int, fmt: str, out_dir: Path, *, copy: bool = False
+) -> Path:
+    """Write a version to ``out_dir``: its manifest, and for ``imagefolder`` the images as
+    ``train|val/<species>/<sha256>.jpg`` hard-linked from the store (copied across
+    filesystems, or always with ``copy``). Re-exporting into the same folder is a no-op."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    row = get_version(session, version)
+    manifest = ensure_manifest(session, row)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, row)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == "imagefolder":
+        _export_images(session, row, out_dir, copy=copy)
+    shutil.copyfile(manifest, out_dir / MANIFEST)
+    return out_dir
+
+
+def _check_out_dir(out_dir: Path, version: DatasetVersion) -> None:
+    """Refuse a non-empty folder unless it holds an earlier export of this same version."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    previous = out_dir / MANIFEST
+    if previous.is_file() and file_sha256(previous) == version.manifest_sha256:
+        return
+    raise UsageError(f"--out {out_dir} is not empty and holds no export of {version.name!r}")
+
+
+def _export_images(session: Session, version: DatasetVersion, out_dir: Path, *, copy: bool) -> None:
+    image_root = get_settings().image_dir
+    missing: list[str] = []
+    made: set[Path] = set()
+    for sha, label, split, rel in item_image_paths(session, version.id):
+        src = image_root / rel if rel else None
+        if src is None or not src.is_file():
+            missing.append(sha)
+            continue
+        folder = out_dir / split / label
+        if folder not in made:
+            folder.mkdir(parents=True, exist_ok=True)
+            made.add(folder)
+        _place(src, folder / f"{sha}{src.suffix or '.jpg'}", copy=copy)
+    for split in SPLITS:  # ImageFolder needs the folder even when a split is empty
+        (out_dir / split).mkdir(exist_ok=True)
+    if missing:
+        raise ShoalError(
+            f"{len(missing)} image file(s) of {version.name!r} are missing from the store "
+            f"{image_root} (first: {missing[0]})"
+        )
+
+
+def _place(src: Path, dst: Path, *, copy: bool) -> None:
+    if dst.exists():
+        if dst.stat().st_size == src.stat().st_size:
+            return
+        dst.unlink()
+    if not copy:
+        try:
+            os.link(src, dst)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+    shutil.copyfile(src, dst)

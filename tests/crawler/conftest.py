@@ -1,0 +1,55 @@
+"""The local test site on loopback and a catalog with species it knows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from catalog.db import session_scope
+from catalog.species import SpeciesSpec, upsert_species
+from crawler.testsite.server import TestSite, serve
+from crawler.testsite.species import WEB20_LATIN, latin_species_map
+
+FOLDERS = ["Mola", "Shing"]  # two small web-20 folders (19 photos each)
+SLUGS = {"Mola": "mola", "Shing": "shing"}
+
+
+@pytest.fixture(scope="session")
+def site(fishdata: Path) -> Iterator[TestSite]:
+    web20 = fishdata / "web-20"
+    with serve(web20, latin_species_map(web20, FOLDERS), slow_seconds=4) as running:
+        yield running
+
+
+def _species(folder: str) -> SpeciesSpec:
+    latin = WEB20_LATIN[folder]
+    return SpeciesSpec(slug=SLUGS[folder], latin_name=latin, name_en=f"{folder} fish",
+                       keywords={"la": [latin], "en": [f"{folder} fish"]})
+
+
+def point_at(site: TestSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in site.env().items():
+        monkeypatch.setenv(key, value)
+    # fast and deterministic on loopback: no throttling, no retries, a short timeout
+    monkeypatch.setenv("SHOAL_CRAWL_AUTOTHROTTLE", "0")
+    monkeypatch.setenv("SHOAL_CRAWL_RETRY_TIMES", "0")
+    monkeypatch.setenv("SHOAL_CRAWL_DOWNLOAD_TIMEOUT", "2")
+    monkeypatch.setenv("SHOAL_CRAWL_INGEST_THREADS", "2")
+    with session_scope() as session:
+        upsert_species(session, [_species(f) for f in FOLDERS])
+
+
+@pytest.fixture
+def crawl_env(sqlite_env, site: TestSite, monkeypatch: pytest.MonkeyPatch) -> TestSite:
+    """SQLite catalog + every spider pointed at the test site."""
+    point_at(site, monkeypatch)
+    return site
+
+
+@pytest.fixture
+def crawl_env_any_db(shoal_env, site: TestSite, monkeypatch: pytest.MonkeyPatch) -> TestSite:
+    """Like ``crawl_env`` on SQLite and on PostgreSQL."""
+    point_at(site, monkeypatch)
+    return site

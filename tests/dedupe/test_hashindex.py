@@ -1,0 +1,97 @@
+"""The multi-index hash table returns exactly what a full scan returns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.hashindex import (
+    HashIndex,
+    brute_force_query,
+    choose_plan,
+    hex_to_u64,
+    make_plan,
+)
+
+
+def _planted(n: int, seed: int) -> np.ndarray:
+    """Random hashes where a third are copies of others with 0..12 bits flipped."""
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**64 - 1, size=n, dtype=np.uint64, endpoint=True)
+    for dst in range(0, n, 3):
+        src = int(rng.integers(0, n))
+        bits = rng.choice(64, size=int(rng.integers(0, 13)), replace=False)
+        hashes[dst] = hashes[src] ^ np.uint64(sum(1 << int(b) for b in bits))
+    return hashes
+
+
+def _brute_pairs(hashes: np.ndarray, ids: np.ndarray, radius: int) -> set[tuple[int, int]]:
+    d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    a, b = np.nonzero(np.triu(d <= radius, k=1))
+    return set(zip(ids[a].tolist(), ids[b].tolist(), strict=True))
+
+
+@pytest.mark.parametrize("radius", [0, 1, 4, 8, 12])
+@pytest.mark.parametrize("n_chunks", [None, 3, 4, 9])
+def test_pairs_and_queries_match_brute_force(radius, n_chunks):
+    hashes = _planted(1000, seed=radius)
+    ids = np.arange(len(hashes)) * 5 + 11
+    plan = make_plan(radius, n_chunks) if n_chunks else None
+    index = HashIndex.build(ids, hashes, radius, plan=plan)
+    a, b, d = index.pairs()
+    assert set(zip(a.tolist(), b.tolist(), strict=True)) == _brute_pairs(hashes, ids, radius)
+    assert np.all(d <= radius)
+    for q in hashes[:40]:
+        got, dist = index.query(int(q))
+        want = brute_force_query(hashes, int(q), radius)
+        assert got.tolist() == sorted(ids[want].tolist())
+        assert dist.tolist() == np.bitwise_count(hashes[want] ^ q)[np.argsort(ids[want])].tolist()
+    qi, found, _ = index.query_many(hashes[:100])
+    want = {(i, int(x)) for i in range(100)
+            for x in ids[brute_force_query(hashes, int(hashes[i]), radius)]}
+    assert set(zip(qi.tolist(), found.tolist(), strict=True)) == want
+
+
+def test_query_exactly_at_radius_and_one_past():
+    base = 0xDEADBEEF_01234567
+    at = base ^ 0b1111_1111  # 8 bits within one chunk: the hardest place for pigeonhole
+    past = base ^ 0b1_1111_1111
+    index = HashIndex.build(np.array([1, 2]), np.array([at, past], dtype=np.uint64), 8)
+    ids, dists = index.query(base)
+    assert ids.tolist() == [1] and dists.tolist() == [8]
+    assert index.query(base, radius=7)[0].tolist() == []
+
+
+def test_incremental_add_answers_like_a_rebuild():
+    hashes = _planted(6000, seed=7)
+    index = HashIndex(8)
+    for lo in range(0, len(hashes), 500):
+        index.add(np.arange(lo, lo + 500), hashes[lo : lo + 500])
+        seen = hashes[: lo + 500]
+        for q in seen[:: 251]:
+            assert index.query(int(q))[0].tolist() == brute_force_query(seen, int(q), 8).tolist()
+    assert len(index) == len(hashes)
+    a, b, _ = index.pairs()
+    assert len(a) == len(_brute_pairs(hashes, np.arange(len(hashes)), 8))
+
+
+def test_empty_and_single():
+    empty = HashIndex.build(np.zeros(0), np.zeros(0, np.uint64), 8)
+    assert len(empty.pairs()[0]) == 0 and len(empty.query(5)[0]) == 0
+    one = HashIndex.build(np.array([9]), np.array([5], np.uint64), 8)
+    assert len(one.pairs()[0]) == 0 and one.query(5)[0].tolist() == [9]
+
+
+def test_plan_scales_chunking_with_size():
+    big = choose_plan(8, 1_000_000)
+    assert sum(c.radius + 1 for c in big.chunks if c.radius >= 0) >= 9
+    assert len(big.chunks) == 3  # 3 chunks of 21-22 bits with 2 flips each at a million
+    assert choose_plan(8, 1000).lookups < big.lookups
+    with pytest.raises(ValueError):
+        HashIndex(8).query(1, radius=9)
+
+
+def test_hex_round_trip():
+    assert hex_to_u64(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
+    with pytest.raises(ValueError):
+        hex_to_u64(["abc"])

@@ -121,7 +121,8 @@ def train_cmd(
     for run_id in run_ids:
         if submit is not None:
             job = submit("train", {"run_id": run_id})
-            results.append({"run": run_id, "job": getattr(job, "id", None), "queued": True})
+            results.append({"run": run_id, "job": job.id, "job_state": job.state,
+                            "queued": True})
             continue
         if queue or len(run_ids) > 1:
             console.print("[yellow]the job queue is not installed here: training in this "
@@ -138,7 +139,8 @@ def train_cmd(
         return
     for r in results:
         if r.get("queued"):
-            console.print(f"run {r['run']}: queued as job {r['job']}")
+            console.print(f"run {r['run']}: job {r['job']} ({r['job_state']}); follow it with "
+                          f"`shoal jobs show {r['job']}` and `shoal runs show {r['run']}`")
         else:
             console.print(f"run {r['run']}: {r['state']}, best val accuracy "
                           f"{r['best_val_accuracy']:.3f}, final val loss "

@@ -33,9 +33,15 @@ def _store_file(settings, label: str):  # type: ignore[no-untyped-def]
 
 def test_empty_class(small_env) -> None:
     with session_scope() as session:
-        version = session.scalars(select(DatasetVersion)).one()
-        version.classes = [*version.classes, "shing"]
-    fails_with(new_run(), "empty class", "shing")
+        small = session.scalars(select(DatasetVersion)).one()
+        items = session.scalars(select(DatasetItem).where(DatasetItem.version_id == small.id))
+        version = DatasetVersion(name="with-empty", classes=[*small.classes, "shing"],
+                                 manifest_sha256=small.manifest_sha256)
+        session.add(version)
+        session.flush()
+        session.add_all(DatasetItem(version_id=version.id, image_id=i.image_id, sha256=i.sha256,
+                                    label=i.label, split=i.split) for i in items.all())
+    fails_with(new_run(dataset="with-empty"), "empty class", "shing")
 
 
 def test_missing_image(small_env) -> None:

@@ -29,8 +29,8 @@ def cli_train(dataset: str, *extra: str) -> dict:
 
 
 def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
-    first = cli_train("small-v1")
-    second = cli_train("small-v1", "--views", "2", "--lr", "1e-3")
+    first = cli_train("small-v1", "--views", "2")
+    second = cli_train("small-v1", "--lr", "1e-3", "--plain")
     assert first["state"] == second["state"] == "succeeded"
     rows = json.loads(shoal("runs", "list", "--json"))
     assert [r["id"] for r in rows] == [second["run"], first["run"]]

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from sqlalchemy import select
 
-from catalog.models import ClassMetric, EpochMetric, TrainingRun
+from catalog.models import ClassMetric, EpochMetric, JobState, TrainingRun
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -104,6 +104,7 @@ def train_cmd(
                 raise UsageError(str(exc)) from exc
             if epochs:
                 run.hyperparams = {**run.hyperparams, "epochs": epochs}
+            run.state = JobState.QUEUED  # a queue worker skips runs that already succeeded
             run_ids = [run.id]
         else:
             if not dataset:

@@ -59,6 +59,12 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     missing = runner.invoke(app, ["predict", str(photo), "--run", "999"])
     assert missing.exit_code == 2 and "no training run 999" in missing.output
 
+    resumed = json.loads(shoal("train", "--resume", str(first["run"]), "--epochs", "3",
+                               "--json"))[0]
+    assert resumed["state"] == "succeeded" and resumed["run"] == first["run"]
+    shown = json.loads(shoal("runs", "show", str(first["run"]), "--json"))
+    assert [m["epoch"] for m in shown["epoch_metrics"]] == [1, 2, 3]
+
 
 def test_train_on_an_exported_imagefolder(small_env, tmp_path) -> None:
     root = tmp_path / "export"

@@ -25,7 +25,12 @@ def cli_train(dataset: str, *extra: str) -> dict:
     out = shoal("train", "--dataset", dataset, "--arch", "resnet34", "--weights", "none",
                 "--epochs", "2", "--batch-size", str(FAST["batch_size"]),
                 "--image-size", str(FAST["image_size"]), "--json", *extra)
-    return json.loads(out[out.index("["):])[0]
+    return last_json(out)[0]
+
+
+def last_json(output: str) -> list:
+    """The JSON list a command printed after its progress bars (which go to stderr)."""
+    return json.loads(output[output.index("[\n"):])
 
 
 def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
@@ -59,8 +64,8 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     missing = runner.invoke(app, ["predict", str(photo), "--run", "999"])
     assert missing.exit_code == 2 and "no training run 999" in missing.output
 
-    resumed = json.loads(shoal("train", "--resume", str(first["run"]), "--epochs", "3",
-                               "--json"))[0]
+    resumed = last_json(shoal("train", "--resume", str(first["run"]), "--epochs", "3",
+                              "--json"))[0]
     assert resumed["state"] == "succeeded" and resumed["run"] == first["run"]
     shown = json.loads(shoal("runs", "show", str(first["run"]), "--json"))
     assert [m["epoch"] for m in shown["epoch_metrics"]] == [1, 2, 3]

@@ -3,8 +3,6 @@ worker of the train queue; either way the run's metrics come back into the catal
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -14,6 +12,7 @@ from catalog.models import ClassMetric, EpochMetric, Job, JobState, TrainingRun
 from pipeline.cli import app
 from tests.pipeline.conftest import wait_until
 from tests.trainer.conftest import FAST
+from tests.trainer.test_cli_report import last_json
 
 runner = CliRunner()
 ARGS = ["train", "--dataset", "small-v1", "--arch", "resnet34", "--weights", "none",
@@ -23,7 +22,7 @@ ARGS = ["train", "--dataset", "small-v1", "--arch", "resnet34", "--weights", "no
 def queued(*extra: str) -> list[dict]:
     result = runner.invoke(app, [*ARGS, *extra])
     assert result.exit_code == 0, result.output
-    return json.loads(result.output[result.output.index("["):])
+    return last_json(result.output)
 
 
 def written_back(run_id: int, job_id: int) -> None:

@@ -9,5 +9,9 @@ if [ -x scripts/labelstudio.sh ]; then
   scripts/labelstudio.sh install
   scripts/labelstudio.sh template
 fi
+# the trainer's report test opens the HTML report in headless Chromium
+if ! command -v chromium >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

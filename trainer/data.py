@@ -50,8 +50,9 @@ def file_sha256(path: Path) -> str:
 
 
 def hashed_split(key: str, val_ratio: float) -> str:
-    """A deterministic split from a content key, for folders exported without one."""
-    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    """A deterministic split from a content key, for folders exported without one: the dataset
+    rule's threshold on the first 8 bytes of sha256(key)."""
+    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
     return "val" if bucket < val_ratio else "train"
 
 

@@ -3,7 +3,7 @@ and the fast loop that trains only the head on cached backbone features."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -37,11 +37,31 @@ def optimise(
     if not torch.isfinite(loss):
         raise TrainingError(
             f"loss became {loss.item()} at epoch {epoch}, batch {step}: training diverged "
-            f"(learning rate {optimizer.param_groups[0]['lr']:g}); lower the learning rate"
+            f"(learning rate {optimizer.param_groups[0]['lr']:g}; check the weights and "
+            "try a lower rate)"
         )
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
+
+
+def train_batches(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer, epoch: int, progress: Progress | None, size: int,
+) -> EpochStats:
+    """One pass of cross-entropy steps; the mean loss and accuracy seen while training."""
+    total = correct = 0
+    loss_sum = 0.0
+    for step, (x, y) in enumerate(batches, 1):
+        logits = model(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        optimise(loss, optimizer, epoch, step)
+        loss_sum += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        total += len(y)
+        if progress:
+            progress("train", total, size)
+    return EpochStats(loss_sum / total, correct / total)
 
 
 class ImageDataset(Dataset):
@@ -68,7 +88,6 @@ class ImageLoop:
         self.train_set = ImageDataset(train, train_tf)
         self.val_set = ImageDataset(val, eval_tf)
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
-        self.loss_fn = nn.CrossEntropyLoss()
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -76,18 +95,8 @@ class ImageLoop:
         loader = DataLoader(self.train_set, self.batch_size, shuffle=True, generator=generator,
                             num_workers=self.workers)
         body_train_mode(self.model, self.mode)
-        total = correct = 0
-        loss_sum = 0.0
-        for step, (x, y) in enumerate(loader, 1):
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-            optimise(loss, self.optimizer, epoch, step)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            total += len(y)
-            if progress:
-                progress("train", total, len(self.train_set))
-        return EpochStats(loss_sum / total, correct / total)
+        return train_batches(self.model, loader, self.optimizer, epoch, progress,
+                             len(self.train_set))
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:
@@ -112,7 +121,6 @@ class FeatureLoop:
         self.train_x, self.train_y = train_x, train_y  # [N, views, D], [N]
         self.val_x, self.val_y = val_x, val_y  # [M, D], [M]
         self.batch_size, self.seed = batch_size, seed
-        self.loss_fn = nn.CrossEntropyLoss()
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -120,21 +128,11 @@ class FeatureLoop:
         order = torch.randperm(n, generator=generator)
         chosen = torch.randint(views, (n,), generator=generator)
         self.head.train()
-        total = correct = 0
-        loss_sum = 0.0
-        for step, start in enumerate(range(0, n, self.batch_size), 1):
-            idx = order[start:start + self.batch_size]
-            x = self.train_x[idx, chosen[idx]]
-            y = self.train_y[idx]
-            logits = self.head(x)
-            loss = self.loss_fn(logits, y)
-            optimise(loss, self.optimizer, epoch, step)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            total += len(y)
-        if progress:
-            progress("train", total, n)
-        return EpochStats(loss_sum / total, correct / total)
+        batches = (
+            (self.train_x[idx, chosen[idx]], self.train_y[idx])
+            for idx in order.split(self.batch_size)
+        )
+        return train_batches(self.head, batches, self.optimizer, epoch, progress, n)
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import Image as ImageRow
-from catalog.models import ImagePrediction, JobState, utcnow
+from catalog.models import ImagePrediction, utcnow
 from catalog.settings import get_settings
 from catalog.store import ImageStore
 from trainer.checkpoint import load_checkpoint
@@ -44,10 +44,8 @@ class Predictor:
     def from_run(cls, session: Session, run_id: int) -> Predictor:
         run = get_run(session, run_id)
         path = run.best_checkpoint_path or run.checkpoint_path
-        if run.state != JobState.SUCCEEDED and not path:
-            raise TrainingError(f"run {run_id} has no checkpoint yet (state {run.state})")
         if not path:
-            raise TrainingError(f"run {run_id} has no checkpoint")
+            raise TrainingError(f"run {run_id} has no checkpoint yet (state {run.state})")
         return cls.from_checkpoint(path)
 
     @torch.inference_mode()

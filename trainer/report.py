@@ -33,6 +33,7 @@ def curves_png(epochs: list[EpochMetric]) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     xs = [m.epoch for m in epochs]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -44,6 +45,7 @@ def curves_png(epochs: list[EpochMetric]) -> str:
     right.set_title("accuracy")
     right.set_ylim(0, 1)
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.legend()
         ax.grid(alpha=0.3)

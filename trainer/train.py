@@ -34,10 +34,10 @@ from trainer.transforms import presets
 Progress = Callable[[str, int, int], None]
 
 
-def weights_id(weights: str, seed: int) -> str:
+def weights_id(arch: str, weights: str, seed: int) -> str:
     """What identifies a backbone's weights, for the feature-cache key."""
     if weights == "imagenet":
-        return "imagenet"
+        return f"imagenet:{get_arch(arch).imagenet_file().name}"
     if weights == "none":
         return f"none:seed={seed}"  # a random backbone is a function of the seed
     path = Path(weights)
@@ -64,7 +64,7 @@ class Plan:
 
 def _mark(run_id: int, **values: Any) -> None:
     with session_scope() as session:
-        run = session.get(TrainingRun, run_id)
+        run = get_run(session, run_id)
         for key, value in values.items():
             setattr(run, key, value)
 
@@ -117,7 +117,7 @@ def _resume_state(plan: Plan, model: ShoalNet, optimizer: torch.optim.Optimizer)
 def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]
     hyper = plan.hyper
     precision = resolve_precision(str(hyper.get("precision", "auto")))
-    key = cache_key(plan.arch, weights_id(plan.weights, int(hyper["seed"])),
+    key = cache_key(plan.arch, weights_id(plan.arch, plan.weights, int(hyper["seed"])),
                     {"train": train_tf.spec, "eval": eval_tf.spec}, precision)
     cache = FeatureCache(get_settings().data_dir / "features", key)
     views = list(range(int(hyper.get("views", 1))))

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from sqlalchemy import select
 
-from catalog.models import ClassMetric, EpochMetric, TrainingRun
+from catalog.models import ClassMetric, EpochMetric, JobState, TrainingRun
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -104,6 +104,7 @@ def train_cmd(
                 raise UsageError(str(exc)) from exc
             if epochs:
                 run.hyperparams = {**run.hyperparams, "epochs": epochs}
+            run.state = JobState.QUEUED  # a queue worker skips runs that already succeeded
             run_ids = [run.id]
         else:
             if not dataset:
@@ -121,7 +122,8 @@ def train_cmd(
     for run_id in run_ids:
         if submit is not None:
             job = submit("train", {"run_id": run_id})
-            results.append({"run": run_id, "job": getattr(job, "id", None), "queued": True})
+            results.append({"run": run_id, "job": job.id, "job_state": job.state,
+                            "queued": True})
             continue
         if queue or len(run_ids) > 1:
             console.print("[yellow]the job queue is not installed here: training in this "
@@ -138,7 +140,8 @@ def train_cmd(
         return
     for r in results:
         if r.get("queued"):
-            console.print(f"run {r['run']}: queued as job {r['job']}")
+            console.print(f"run {r['run']}: job {r['job']} ({r['job_state']}); follow it with "
+                          f"`shoal jobs show {r['job']}` and `shoal runs show {r['run']}`")
         else:
             console.print(f"run {r['run']}: {r['state']}, best val accuracy "
                           f"{r['best_val_accuracy']:.3f}, final val loss "
@@ -150,9 +153,9 @@ def _table(rows: list[dict[str, Any]], title: str) -> None:
     def fmt(value: Any, spec: str) -> str:
         return "" if value is None else format(value, spec)
 
-    print_table(title, ["run", "arch", "mode", "dataset", "epochs", "best val acc",
-                        "final val loss", "training time", "state"], [
-        (r["id"], r["arch"], r["mode"], r["dataset"], f"{r['epochs']}/{r['epochs_planned']}",
+    print_table(title, ["run", "arch", "dataset", "epochs", "best val acc", "final val loss",
+                        "time", "state"], [
+        (r["id"], r["arch"], r["dataset"], f"{r['epochs']}/{r['epochs_planned']}",
          fmt(r["best_val_accuracy"], ".3f"), fmt(r["final_val_loss"], ".3f"),
          "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f} s", r["state"])
         for r in rows

@@ -1,7 +1,8 @@
 """Real photos into a catalog and a frozen dataset version, for trainer tests and benchmarks.
 
-The split follows the dataset rule: a deterministic function of the image's split key (its
-own sha256 when it has no duplicate group), unless the caller fixes it.
+Without a split rule of the caller's, the version is made by the dataset module itself
+(``pipeline.datasets.create_version`` over the imported images, approved as imported), so the
+split is the dataset rule's; tests fix their own split to keep every class in both.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from catalog.limits import limits_from_settings
 from catalog.models import DatasetItem, DatasetVersion, Image, ImageStatus
 from catalog.species import SpeciesSpec, get_species, upsert_species
 from catalog.store import ImageStore
+from pipeline import datasets
 from pipeline.importer import import_files
-from trainer.data import hashed_split, manifest_hash
+from trainer.data import manifest_hash
 
 SplitRule = Callable[[str, int], str]  # (sha256, position in its class) -> "train" | "val"
 
@@ -40,8 +42,14 @@ def create_version(
     session: Session, images: dict[str, list[Image]], name: str, val_ratio: float = 0.1,
     split: SplitRule | None = None,
 ) -> DatasetVersion:
-    rule = split or (lambda sha, _pos: hashed_split(sha, val_ratio))
-    rows = [(img, slug, rule(img.sha256, pos))
+    if split is None:
+        for imgs in images.values():
+            for img in imgs:
+                img.status = ImageStatus.APPROVED
+        session.commit()
+        return datasets.create_version(session, name=name, species=sorted(images),
+                                       val_ratio=val_ratio)
+    rows = [(img, slug, split(img.sha256, pos))
             for slug, imgs in images.items() for pos, img in enumerate(imgs)]
     version = DatasetVersion(
         name=name, classes=sorted(images), params={"val_ratio": val_ratio},

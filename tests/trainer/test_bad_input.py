@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from sqlalchemy import select
 
 from catalog.db import session_scope
@@ -32,9 +33,15 @@ def _store_file(settings, label: str):  # type: ignore[no-untyped-def]
 
 def test_empty_class(small_env) -> None:
     with session_scope() as session:
-        version = session.scalars(select(DatasetVersion)).one()
-        version.classes = [*version.classes, "shing"]
-    fails_with(new_run(), "empty class", "shing")
+        small = session.scalars(select(DatasetVersion)).one()
+        items = session.scalars(select(DatasetItem).where(DatasetItem.version_id == small.id))
+        version = DatasetVersion(name="with-empty", classes=[*small.classes, "shing"],
+                                 manifest_sha256=small.manifest_sha256)
+        session.add(version)
+        session.flush()
+        session.add_all(DatasetItem(version_id=version.id, image_id=i.image_id, sha256=i.sha256,
+                                    label=i.label, split=i.split) for i in items.all())
+    fails_with(new_run(dataset="with-empty"), "empty class", "shing")
 
 
 def test_missing_image(small_env) -> None:
@@ -55,8 +62,13 @@ def test_checkpoint_of_another_architecture(small_env) -> None:
                "checkpoint of resnet34, not efficientnet_lite0")
 
 
-def test_nan_loss(small_env) -> None:
-    fails_with(new_run(lr=1e38, epochs=2), "training diverged")
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "plain-loop"])
+def test_nan_loss(small_env, tmp_path, fast: bool) -> None:
+    state = get_arch("resnet34").build().state_dict()
+    state["conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "poisoned.pth")
+    fails_with(new_run(weights=str(tmp_path / "poisoned.pth"), fast=fast),
+               "loss became nan at epoch 1, batch 1", "training diverged")
 
 
 def test_imagenet_weights_missing_names_file_and_folder(small_env, tmp_path, monkeypatch) -> None:

@@ -25,12 +25,17 @@ def cli_train(dataset: str, *extra: str) -> dict:
     out = shoal("train", "--dataset", dataset, "--arch", "resnet34", "--weights", "none",
                 "--epochs", "2", "--batch-size", str(FAST["batch_size"]),
                 "--image-size", str(FAST["image_size"]), "--json", *extra)
-    return json.loads(out[out.index("["):])[0]
+    return last_json(out)[0]
+
+
+def last_json(output: str) -> list:
+    """The JSON list a command printed after its progress bars (which go to stderr)."""
+    return json.loads(output[output.index("[\n"):])
 
 
 def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
-    first = cli_train("small-v1")
-    second = cli_train("small-v1", "--views", "2", "--lr", "1e-3")
+    first = cli_train("small-v1", "--views", "2")
+    second = cli_train("small-v1", "--lr", "1e-3", "--plain")
     assert first["state"] == second["state"] == "succeeded"
     rows = json.loads(shoal("runs", "list", "--json"))
     assert [r["id"] for r in rows] == [second["run"], first["run"]]
@@ -42,7 +47,8 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     assert accuracies == sorted(accuracies, reverse=True)
     shown = json.loads(shoal("runs", "show", str(first["run"]), "--json"))
     assert len(shown["epoch_metrics"]) == 2 and len(shown["class_metrics"]) == 3
-    assert "training time" in shoal("runs", "list")
+    table = shoal("runs", "list")
+    assert "2 training runs" in table and "resnet34" in table
 
     photo = sorted((small_env.image_dir).rglob("*.jpg"))[0]
     preds = json.loads(shoal("predict", str(photo), "--run", str(first["run"]), "--top-k", "2",
@@ -50,14 +56,19 @@ def test_train_runs_predict_and_errors_through_the_cli(small_env) -> None:
     assert len(preds[0]["predictions"]) == 2
     assert preds[0]["predictions"][0]["probability"] >= preds[0]["predictions"][1]["probability"]
 
-    bad = runner.invoke(app, ["train", "--dataset", "small-v1", "--arch", "resnet34",
-                              "--weights", "none", "--lr", "1e38", "--epochs", "2",
-                              "--image-size", "64"])
-    assert bad.exit_code == 2 and "training diverged" in bad.output
+    bad = runner.invoke(app, ["train", "--dataset", "small-v1", "--arch", "resnet50",
+                              "--weights", str(first["checkpoint"])])
+    assert bad.exit_code == 2 and "checkpoint of resnet34, not resnet50" in bad.output
     failed = json.loads(shoal("runs", "list", "--json"))[0]
-    assert failed["state"] == "failed" and "training diverged" in failed["error"]
+    assert failed["state"] == "failed" and "checkpoint of resnet34" in failed["error"]
     missing = runner.invoke(app, ["predict", str(photo), "--run", "999"])
     assert missing.exit_code == 2 and "no training run 999" in missing.output
+
+    resumed = last_json(shoal("train", "--resume", str(first["run"]), "--epochs", "3",
+                              "--json"))[0]
+    assert resumed["state"] == "succeeded" and resumed["run"] == first["run"]
+    shown = json.loads(shoal("runs", "show", str(first["run"]), "--json"))
+    assert [m["epoch"] for m in shown["epoch_metrics"]] == [1, 2, 3]
 
 
 def test_train_on_an_exported_imagefolder(small_env, tmp_path) -> None:

@@ -102,12 +102,19 @@ def test_resume_continues_from_last_checkpoint(small_env) -> None:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "plain-loop"])
 def test_same_seed_gives_the_same_result(small_env, fast: bool) -> None:
-    losses = []
+    losses, cached = [], []
     for _ in range(2):
         run = train_run(new_run(fast=fast, seed=7, views=2))
         with session_scope() as session:
             metric = session.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)).one()
         losses.append((metric.train_loss, metric.val_loss, metric.val_accuracy))
+        cached.append({p: p.stat().st_mtime_ns
+                       for p in (small_env.data_dir / "features").rglob("*.npy")})
     assert losses[0] == losses[1]
-    other = train_run(new_run(fast=fast, seed=8, views=2))
-    assert other.final_val_loss != losses[0][1]
+    if fast:  # 12 train photos x 2 views + 6 val photos' view 0, computed once, then reused
+        assert len(cached[0]) == 12 * 2 + 6 and cached[1] == cached[0]
+    else:
+        assert not cached[0]
+    if fast:  # and another seed gives another result (a different random backbone here)
+        other = train_run(new_run(fast=fast, seed=8, views=2))
+        assert other.final_val_loss != losses[0][1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, dedupe, jobs, review, schedule, workers
+from pipeline.cli import catalog_cmds, crawl, dedupe, demo, jobs, review, schedule, workers
 from pipeline.cli import train as train_cmds
 from pipeline.cli.common import ShoalGroup
 from pipeline.cli.dataset import dataset_app
@@ -29,6 +29,7 @@ app.command("beat")(workers.beat_cmd)
 app.add_typer(crawl.app, name="crawl")
 app.command("dedupe")(dedupe.dedupe_cmd)
 train_cmds.register(app)
+app.command("demo")(demo.demo_cmd)
 
 
 def main() -> None:

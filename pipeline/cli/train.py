@@ -20,7 +20,6 @@ from pipeline.cli.common import (
 )
 from pipeline.errors import UsageError
 from trainer.errors import TrainingError
-from trainer.registry import ARCHS
 
 runs_app = typer.Typer(cls=ShoalGroup, help="Training runs: list, show, compare.")
 
@@ -73,7 +72,8 @@ def train_cmd(
     dataset: str = typer.Option(None, "--dataset", "-d",
                                 help="Dataset version (name or id) or an exported ImageFolder."),
     arch: str = typer.Option("resnet50", "--arch", "-a",
-                             help=f"Architecture: {', '.join(sorted(ARCHS))}."),
+                             help="Architecture: resnet34, resnet50, resnet101, efficientnet_lite0 "
+                             "(the registry in trainer/registry.py may hold more)."),
     epochs: int = typer.Option(None, help="Epochs (recipe: 10)."),
     lr: str = typer.Option("1e-4", "--lr",
                            help="Learning rate; several, comma-separated, queue a sweep."),

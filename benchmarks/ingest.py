@@ -15,6 +15,7 @@ saved (stock). Rates are images finished per second of crawl time (Scrapy's
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -103,6 +104,19 @@ def run_shoal(work: Path, env: dict[str, str]) -> dict[str, Any]:
     return stats
 
 
+def normalise_ceiling(site: Any, sample: int = 120) -> float:
+    """ms per image of ``catalog.imaging.normalise`` alone, one thread, on served bytes."""
+    from catalog.imaging import ImageRejected, normalise
+
+    entries = site.photos.entries[:: max(1, len(site.photos.entries) // sample)]
+    raws = [site.site.photo_bytes(e) for e in entries]
+    start = time.perf_counter()
+    for raw in raws:
+        with contextlib.suppress(ImageRejected):
+            normalise(raw)
+    return (time.perf_counter() - start) / len(raws) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photos", type=Path, default=Path(os.environ.get(
@@ -130,6 +144,9 @@ def main() -> None:
         urls = len(site.photos.entries)
         print(f"site: {urls} image URLs ({args.variants} variants of "
               f"{urls // args.variants} photos) ready in {time.perf_counter() - t0:.1f}s")
+        ceiling_ms = normalise_ceiling(site)
+        print(f"catalog.imaging.normalise alone: {ceiling_ms:.1f} ms per image on one thread "
+              f"({1000 / ceiling_ms:.1f} images/s per core)")
         env = {**site.env(), **CRAWL_ENV, "SHOAL_CRAWL_PROFILE_DIRS": str(work / "profiles"),
                "SHOAL_CRAWL_SITE_SHOP_BENCH": f"{site.base_url}/shop"}
 
@@ -159,6 +176,7 @@ def main() -> None:
         "cpus": os.cpu_count(), "loadavg_start": round(load[0], 2),
         "shoal_images_per_s": round(shoal_rate, 2), "stock_images_per_s": round(stock_rate, 2),
         "ratio": round(shoal_rate / stock_rate, 3),
+        "normalise_ms_per_image_one_thread": round(ceiling_ms, 1),
         "shoal": {k: shoal[k] for k in ("images_found", "stored", "duplicates",
                                         "rejected_total", "elapsed_seconds", "wall_seconds")},
         "stock": stock,

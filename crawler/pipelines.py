@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,8 @@ from catalog.models import Image, ImageSource, ImageStatus
 from catalog.store import ImageStore
 from crawler.failures import UrlFailure, classify
 
+logger = logging.getLogger(__name__)
+
 
 class UrlError(Exception):
     """A URL that gave no body to ingest; carries the reason recorded on ``image_sources``."""
@@ -39,6 +42,16 @@ class UrlError(Exception):
     def __init__(self, failure: UrlFailure) -> None:
         super().__init__(f"{failure.reason}: {failure.detail}")
         self.failure = failure
+
+
+class _QuietUrlErrors(logging.Filter):
+    """A URL that fails is an expected, recorded outcome: no ERROR with a traceback for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UrlError))
+
+
+logging.getLogger("scrapy.pipelines.media").addFilter(_QuietUrlErrors())
 
 
 def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
@@ -168,6 +181,7 @@ class CatalogPipeline(FilesPipeline):
         for url, result in zip(urls, item[self.files_result_field], strict=True):
             if result["status"] == "failed":
                 result["url"] = url
+                logger.info("not fetched: %s (%s: %s)", url, result["reason"], result["detail"])
                 failure = UrlFailure(result["reason"], result["detail"], result["http_status"])
                 await self._in_thread(self._record_failure,
                                       source_info(item, url, self.crawl_job_id), failure)

@@ -40,7 +40,8 @@ shop: {item: "ul.results li.product", image: img, title: "a.title::text",
 """
 KEYWORD = "bench fish"
 SPECIES = {"slug": "bench-fish", "latin_name": KEYWORD, "keywords": {"la": [KEYWORD]}}
-CRAWL_ENV = {"SHOAL_CRAWL_AUTOTHROTTLE": "0", "SHOAL_CRAWL_CONCURRENCY": "16",
+CRAWL_ENV = {"SHOAL_CRAWL_AUTOTHROTTLE": "0", "SHOAL_CRAWL_DOWNLOAD_TIMEOUT": "60",
+             "SHOAL_CRAWL_RETRY_TIMES": "2", "SHOAL_CRAWL_CONCURRENCY": "16",
              "SHOAL_CRAWL_CONCURRENCY_PER_DOMAIN": "16", "SHOAL_CRAWL_LOG_LEVEL": "WARNING"}
 
 

@@ -68,7 +68,7 @@ def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
 
 class CatalogPipeline(FilesPipeline):
     """Settings: ``SHOAL_DATABASE_URL``, ``SHOAL_IMAGE_DIR``, ``SHOAL_SPECIES_ID``,
-    ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_THREADS`` and
+    ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_WORKERS`` and
     optionally ``SHOAL_ON_IMAGE`` (called with each result, for progress)."""
 
     FILES_URLS_FIELD = "image_urls"
@@ -84,7 +84,7 @@ class CatalogPipeline(FilesPipeline):
         self.image_store = ImageStore(Path(s["SHOAL_IMAGE_DIR"]))
         self.sessions = session_factory(s["SHOAL_DATABASE_URL"])
         self.db_lock = threading.Lock()
-        workers = max(1, s.getint("SHOAL_INGEST_THREADS", 2))
+        workers = max(1, s.getint("SHOAL_INGEST_WORKERS", 2))
         # threads wait on the catalog and the workers; worker processes decode and hash
         self.executor = ThreadPoolExecutor(2 * workers, thread_name_prefix="shoal-ingest")
         self.workers = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))

@@ -32,7 +32,7 @@ def _species(folder: str) -> SpeciesSpec:
 def point_at(site: TestSite, monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in site.env().items():  # sites, no throttling, no retries, 2 s timeout
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SHOAL_CRAWL_INGEST_THREADS", "2")
+    monkeypatch.setenv("SHOAL_CRAWL_INGEST_WORKERS", "2")
     with session_scope() as session:
         upsert_species(session, [_species(f) for f in FOLDERS])
 

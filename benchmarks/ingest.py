@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -129,12 +130,20 @@ def main() -> None:
         run_stock_child(json.loads(args.stock_child))
         return
 
-    from crawler.testsite.server import serve
 
     if not args.photos.is_dir():
         sys.exit(f"no photos at {args.photos}: pass --photos DIR or set SHOAL_FISHDATA")
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
+    try:
+        measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path) -> None:
+    from crawler.testsite.server import serve
+
     (work / "profiles").mkdir()
     (work / "profiles" / "bench.yaml").write_text(PROFILE)
     load = os.getloadavg()

@@ -40,7 +40,7 @@ class CrawlSettings(BaseSettings):
     retry_times: int = Field(2, description="retries of a failed request")
     redirect_max_times: int = Field(5, description="redirects followed before giving up")
     httpcache: bool = Field(False, description="keep an HTTP cache under <data dir>/http-cache")
-    ingest_threads: int = Field(0, description="threads that normalise images; 0: CPU count")
+    ingest_workers: int = Field(0, description="processes normalising images; 0: CPU count")
     log_level: str = Field("INFO", description="Scrapy log level in the crawl log")
 
 

@@ -3,18 +3,21 @@
 ``CatalogPipeline`` is a ``FilesPipeline`` whose "store" is the catalog: Scrapy schedules,
 throttles, retries, caps and de-duplicates the downloads (robots.txt, redirects and timeouts
 included) and hands each body to ``catalog.ingest.ingest_bytes``, which validates, normalises,
-hashes, stores and records it. Normalising runs on a thread pool so downloads keep flowing while
-images decode; catalog writes are serialised by one lock (one short transaction each).
+hashes, stores and records it. Normalising runs in worker processes, so downloads keep flowing
+(the reactor is never starved of the GIL) while images decode; catalog writes are serialised by
+one lock (one short transaction each).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +29,14 @@ from sqlalchemy import select
 from twisted.python.failure import Failure
 
 from catalog.db import session_factory
-from catalog.imaging import ImageRejected, Limits, Reject, normalise
+from catalog.imaging import Limits, Reject
 from catalog.ingest import IngestResult, SourceInfo, find_by_raw, ingest_bytes, record_source
 from catalog.models import Image, ImageSource, ImageStatus
 from catalog.store import ImageStore
 from crawler.failures import UrlFailure, classify
+from crawler.normalising import normalise_or_none
+
+logger = logging.getLogger(__name__)
 
 
 class UrlError(Exception):
@@ -39,6 +45,16 @@ class UrlError(Exception):
     def __init__(self, failure: UrlFailure) -> None:
         super().__init__(f"{failure.reason}: {failure.detail}")
         self.failure = failure
+
+
+class _QuietUrlErrors(logging.Filter):
+    """A URL that fails is an expected, recorded outcome: no ERROR with a traceback for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UrlError))
+
+
+logging.getLogger("scrapy.pipelines.media").addFilter(_QuietUrlErrors())
 
 
 def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
@@ -52,7 +68,7 @@ def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
 
 class CatalogPipeline(FilesPipeline):
     """Settings: ``SHOAL_DATABASE_URL``, ``SHOAL_IMAGE_DIR``, ``SHOAL_SPECIES_ID``,
-    ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_THREADS`` and
+    ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_WORKERS`` and
     optionally ``SHOAL_ON_IMAGE`` (called with each result, for progress)."""
 
     FILES_URLS_FIELD = "image_urls"
@@ -68,12 +84,15 @@ class CatalogPipeline(FilesPipeline):
         self.image_store = ImageStore(Path(s["SHOAL_IMAGE_DIR"]))
         self.sessions = session_factory(s["SHOAL_DATABASE_URL"])
         self.db_lock = threading.Lock()
-        self.executor = ThreadPoolExecutor(max(1, s.getint("SHOAL_INGEST_THREADS", 2)),
-                                           thread_name_prefix="shoal-ingest")
+        workers = max(1, s.getint("SHOAL_INGEST_WORKERS", 2))
+        # threads wait on the catalog and the workers; worker processes decode and hash
+        self.executor = ThreadPoolExecutor(2 * workers, thread_name_prefix="shoal-ingest")
+        self.workers = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
         self.on_image: Callable[[dict[str, Any]], None] | None = s.get("SHOAL_ON_IMAGE")
 
     def close_spider(self, spider: Any = None) -> None:
         self.executor.shutdown(wait=True)
+        self.workers.shutdown(wait=True)
 
     # --- threads and the catalog ----------------------------------------------------------
     async def _in_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -107,11 +126,10 @@ class CatalogPipeline(FilesPipeline):
             if find_by_raw(session, digest) is not None:
                 return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
                                     source=source, limits=self.limits)
-        try:  # the expensive part, outside the lock: several images decode at once
-            norm = normalise(raw, self.limits)
+        # the expensive part, outside the lock and off this process: several images at once
+        norm = self.workers.submit(normalise_or_none, raw, self.limits).result()
+        if norm is not None:
             self.image_store.put(norm.data, norm.sha256)
-        except ImageRejected:
-            norm = None  # ingest_bytes records the reason (cheap: rejection happens early)
         with self._catalog() as session:
             return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
                                 source=source, limits=self.limits, normalised=norm)
@@ -168,6 +186,7 @@ class CatalogPipeline(FilesPipeline):
         for url, result in zip(urls, item[self.files_result_field], strict=True):
             if result["status"] == "failed":
                 result["url"] = url
+                logger.info("not fetched: %s (%s: %s)", url, result["reason"], result["detail"])
                 failure = UrlFailure(result["reason"], result["detail"], result["http_status"])
                 await self._in_thread(self._record_failure,
                                       source_info(item, url, self.crawl_job_id), failure)

@@ -13,8 +13,8 @@ from crawler.config import CrawlSettings
 PIPELINE = "crawler.pipelines.CatalogPipeline"
 
 
-def ingest_threads(crawl: CrawlSettings) -> int:
-    return crawl.ingest_threads or max(1, min(8, os.cpu_count() or 1))
+def ingest_workers(crawl: CrawlSettings) -> int:
+    return crawl.ingest_workers or max(1, min(8, os.cpu_count() or 1))
 
 
 def scrapy_settings(
@@ -56,7 +56,7 @@ def scrapy_settings(
         "SHOAL_LIMITS": asdict(limits),
         "SHOAL_SPECIES_ID": species_id or 0,
         "SHOAL_CRAWL_JOB_ID": crawl_job_id or 0,
-        "SHOAL_INGEST_THREADS": ingest_threads(crawl),
+        "SHOAL_INGEST_WORKERS": ingest_workers(crawl),
         "HTTPCACHE_ENABLED": crawl.httpcache,
         "HTTPCACHE_DIR": str(data_dir / "http-cache"),  # pages only: images are not cached
     }

@@ -8,17 +8,13 @@ from typing import Any
 from scrapy.http import Response
 
 from crawler.html import best_image_url
-from crawler.profiles import Profile, load_profile
-from crawler.spiders.base import ShoalSpider
+from crawler.spiders.base import ProfileSpider
 
 
-class BaikeSpider(ShoalSpider):
+class BaikeSpider(ProfileSpider):
     name = "baike"
-
-    def __init__(self, *args: Any, profile: str = "baike", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.profile: Profile = load_profile(profile, kind="encyclopedia")
-        self.languages = tuple(self.profile.languages)
+    profile_kind = "encyclopedia"
+    default_profile = "baike"
 
     def initial_requests(self) -> Iterator[Any]:
         for word in self.keywords():

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 
 from crawler.failures import classify
 from crawler.items import ImageItem, image_item
+from crawler.profiles import Profile, load_profile
 
 
 class ShoalSpider(scrapy.Spider):
@@ -28,8 +29,9 @@ class ShoalSpider(scrapy.Spider):
         self.found: set[str] = set()
 
     async def start(self) -> AsyncIterator[Any]:
+        # never filtered: a resumed crawl (JOBDIR) must search again, its seen-set notwithstanding
         for request in self.initial_requests():
-            yield request
+            yield request.replace(dont_filter=True)
 
     def initial_requests(self) -> Iterable[Any]:
         raise NotImplementedError
@@ -84,3 +86,18 @@ class ShoalSpider(scrapy.Spider):
             where = f" ({request.url})" if request is not None else ""
             stats.set_value("shoal/first_page_error", f"{why.reason}: {why.detail}{where}")
         self.logger.warning("page failed: %s %s", why.reason, why.detail)
+
+
+class ProfileSpider(ShoalSpider):
+    """A spider whose site is described by a YAML profile of ``profile_kind``."""
+
+    profile_kind = "shop"
+    default_profile: str | None = None
+
+    def __init__(self, *args: Any, profile: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        name = profile or self.default_profile
+        if not name:
+            raise ValueError(f"the {self.name} spider needs a profile")
+        self.profile: Profile = load_profile(name, kind=self.profile_kind)
+        self.languages = tuple(self.profile.languages)

@@ -8,17 +8,12 @@ from typing import Any
 from scrapy.http import Response
 
 from crawler.html import best_image_url
-from crawler.profiles import Profile, load_profile
-from crawler.spiders.base import ShoalSpider
+from crawler.spiders.base import ProfileSpider
 
 
-class ShopSpider(ShoalSpider):
+class ShopSpider(ProfileSpider):
     name = "shop"
-
-    def __init__(self, *args: Any, profile: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.profile: Profile = load_profile(profile, kind="shop")
-        self.languages = tuple(self.profile.languages)
+    profile_kind = "shop"
 
     def initial_requests(self) -> Iterator[Any]:
         for word in self.keywords():

@@ -30,13 +30,9 @@ def _species(folder: str) -> SpeciesSpec:
 
 
 def point_at(site: TestSite, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in site.env().items():
+    for key, value in site.env().items():  # sites, no throttling, no retries, 2 s timeout
         monkeypatch.setenv(key, value)
-    # fast and deterministic on loopback: no throttling, no retries, a short timeout
-    monkeypatch.setenv("SHOAL_CRAWL_AUTOTHROTTLE", "0")
-    monkeypatch.setenv("SHOAL_CRAWL_RETRY_TIMES", "0")
-    monkeypatch.setenv("SHOAL_CRAWL_DOWNLOAD_TIMEOUT", "2")
-    monkeypatch.setenv("SHOAL_CRAWL_INGEST_THREADS", "2")
+    monkeypatch.setenv("SHOAL_CRAWL_INGEST_WORKERS", "2")
     with session_scope() as session:
         upsert_species(session, [_species(f) for f in FOLDERS])
 

@@ -84,3 +84,28 @@ def test_site_url_override(monkeypatch):
 ])
 def test_classify_failures(exc, reason):
     assert classify(exc).reason == reason
+
+
+def test_spiders_search_every_keyword_unfiltered(monkeypatch):
+    """Start requests are never dupe-filtered, so a resumed crawl (JOBDIR) searches again."""
+    import asyncio
+
+    from crawler.spiders import SPIDERS
+
+    monkeypatch.setenv("SHOAL_CRAWL_SITE_SHOP_MARKET", "http://127.0.0.1:9/shop")
+    species = {"slug": "hairtail", "latin_name": "Trichiurus japonicus",
+               "keywords": {"zh": ["带鱼", "刀鱼"], "en": ["Largehead hairtail"]}}
+
+    async def first(spider):
+        return [r async for r in spider.start()]
+
+    shop = asyncio.run(first(SPIDERS["shop"](species=species, profile="market")))
+    assert [r.url for r in shop] == [
+        "http://127.0.0.1:9/shop/search?q=%E5%B8%A6%E9%B1%BC",
+        "http://127.0.0.1:9/shop/search?q=%E5%88%80%E9%B1%BC",
+        "http://127.0.0.1:9/shop/search?q=Largehead%20hairtail",
+        "http://127.0.0.1:9/shop/search?q=Trichiurus%20japonicus"]
+    assert all(r.dont_filter for r in shop)
+    wiki = asyncio.run(first(SPIDERS["wikimedia"](species=species)))
+    assert len(wiki) == 2 + 3 + 2  # en: Latin+English, zh: 2 Chinese+Latin, Commons: 2
+    assert all("formatversion=2" in r.url and r.dont_filter for r in wiki)

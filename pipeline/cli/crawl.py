@@ -60,16 +60,10 @@ def _row(slug: str, source: str, crawl_job_id: int | None, error: str | None) ->
     return data
 
 
-def dedupe_after_crawl() -> dict[str, Any] | None:
-    """CALL POINT: duplicate detection must run after every crawl.
+def dedupe_after_crawl() -> dict[str, Any]:
+    """Duplicate detection runs after every crawl, so new images leave `downloaded` at once."""
+    from pipeline.dedupe import run_dedupe
 
-    Runs ``pipeline.dedupe.run_dedupe`` over the catalog once that module is present (it is
-    built separately); until then there is nothing to run and this returns None.
-    """
-    try:
-        from pipeline.dedupe import run_dedupe  # type: ignore[import-not-found]
-    except ImportError:
-        return None
     with catalog_session() as session:
         return run_dedupe(session).as_dict()
 

@@ -3,15 +3,20 @@
 # Tests start their own Label Studio server, Celery workers and local sites on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mkdir -p .cache
+# Label Studio installs into its own venv; do it beside Shoal's own install, not after it
+( scripts/labelstudio.sh install && scripts/labelstudio.sh template ) > .cache/labelstudio-setup.log 2>&1 &
+ls_setup=$!
 scripts/venv.sh
 scripts/services.sh
-if [ -x scripts/labelstudio.sh ]; then
-  scripts/labelstudio.sh install
-  scripts/labelstudio.sh template
-fi
 # the trainer's report test opens the HTML report in headless Chromium
 if ! command -v chromium >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if ! wait "$ls_setup"; then
+  echo "error: Label Studio setup failed:" >&2
+  tail -n 40 .cache/labelstudio-setup.log >&2
+  exit 1
 fi
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest "$@"

@@ -41,8 +41,8 @@ def setup(data_dir: Path, database_url: str | None) -> str:
 
 def latencies(ids: list[int]) -> list[float]:
     from catalog.db import session_scope
+    from catalog.leases import as_utc
     from catalog.models import Job
-    from pipeline.leases import as_utc
 
     with session_scope() as session:
         rows = [session.get_one(Job, i) for i in ids]

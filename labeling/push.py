@@ -14,7 +14,6 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -23,6 +22,7 @@ from label_studio_sdk import LabelStudio
 from sqlalchemy import Float, Select, case, cast, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
+from catalog import leases
 from catalog.models import (
     Image,
     ImagePrediction,
@@ -36,7 +36,6 @@ from catalog.models import (
 )
 from catalog.settings import get_settings
 from catalog.species import UnknownSpecies
-from labeling import lease
 from labeling.client import LabelStudioError, LabelStudioUnavailable, backoff, call
 from labeling.config import VERDICTS, choice_result
 from labeling.project import require_project
@@ -48,6 +47,7 @@ KEYWORD = "keyword"
 BATCH_SIZE = 500
 ATTEMPTS = 3
 LEASE = "review-push"
+LEASE_SECONDS = 600.0
 
 
 @dataclass
@@ -97,8 +97,8 @@ def push_tasks(
     started = time.perf_counter()
     project_id = project_id or require_project(client)
     report = PushReport(project_id, order)
-    ttl = timedelta(minutes=10)
-    with lease.held(session, LEASE, ttl) as holder:
+    ttl = LEASE_SECONDS
+    with leases.held(session, LEASE, ttl) as holder:
         report.reconciled, report.requeued = reconcile(session, client, project_id)
         candidates = select_candidates(session, species, limit, order)
         report.candidates = len(candidates)
@@ -106,7 +106,7 @@ def push_tasks(
         for start in range(0, len(candidates), batch_size):
             batch = candidates[start:start + batch_size]
             push_batch(session, client, project_id, batch, prefix, report)
-            lease.acquire(session, LEASE, holder, ttl)
+            leases.require(session, LEASE, holder, ttl)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -17,8 +17,8 @@ from uuid import uuid4
 
 from celery.beat import Scheduler
 
+from catalog import leases
 from catalog.db import session_scope
-from pipeline import leases
 from pipeline.celery_app import queue_settings
 from pipeline.schedules import enqueue_due
 

@@ -17,7 +17,6 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from uuid import uuid4
@@ -26,10 +25,10 @@ from sqlalchemy import Engine, create_engine, event, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from catalog import leases
 from catalog.db import get_engine, session_scope
-from catalog.models import Job, JobState
+from catalog.models import Job, JobState, utcnow
 from catalog.settings import get_settings
-from pipeline import leases
 from pipeline.celery_app import queue_settings
 
 log = logging.getLogger(__name__)
@@ -49,10 +48,6 @@ class RetryJob(Exception):
         super().__init__(f"retry in {countdown:.0f}s")
         self.countdown = countdown
         self.cause = cause
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def lease_name(job_id: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -17,12 +17,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope
-from catalog.models import CrawlSchedule, Job, Species
+from catalog.leases import as_utc
+from catalog.models import CrawlSchedule, Job, Species, utcnow
 from catalog.settings import get_settings
 from catalog.species import get_species
 from pipeline.errors import UsageError
 from pipeline.jobs import Step, add_rows, dispatch
-from pipeline.leases import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,6 @@ def format_every(seconds: int) -> str:
         if n:
             parts.append(f"{n}{unit}")
     return "".join(parts) or "0s"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def set_schedule(

@@ -10,10 +10,10 @@ import typer
 from label_studio_sdk import LabelStudio
 
 from catalog.db import check_migrated, session_scope
+from catalog.leases import LeaseHeld
 from catalog.settings import get_settings
 from labeling.client import LabelStudioError, LabelStudioUnavailable, make_client
 from labeling.config import ConfigError
-from labeling.lease import LeaseHeld
 from labeling.project import PROJECT_TITLE, setup_project
 from labeling.pull import pull_annotations
 from labeling.push import ORDERS, push_tasks

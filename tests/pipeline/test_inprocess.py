@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from typer.testing import CliRunner
 
 from catalog.db import session_scope
+from catalog.leases import as_utc
 from catalog.limits import limits_from_settings
 from catalog.models import (
     CrawlSchedule,
@@ -29,7 +30,6 @@ from catalog.store import ImageStore
 from pipeline import jobs
 from pipeline.cli import app
 from pipeline.importer import import_files, list_files
-from pipeline.leases import as_utc
 from pipeline.schedules import claim_due, parse_every
 from pipeline.tasks import network_retry_in
 

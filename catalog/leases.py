@@ -7,17 +7,25 @@ is judged by the clocks of the machines involved: keep them NTP-synchronised.
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from catalog.models import Lease
+from catalog.models import Lease, utcnow
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
+class LeaseHeld(RuntimeError):
+    """Another process holds the lease."""
+
+
+def holder_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def acquire(session: Session, name: str, holder: str, seconds: float) -> bool:
@@ -25,7 +33,7 @@ def acquire(session: Session, name: str, holder: str, seconds: float) -> bool:
 
     Commits on its own: a lease is only worth something once other processes can see it.
     """
-    now = _now()
+    now = utcnow()
     expires = now + timedelta(seconds=seconds)
     taken = session.execute(
         update(Lease)
@@ -50,6 +58,24 @@ def acquire(session: Session, name: str, holder: str, seconds: float) -> bool:
 def release(session: Session, name: str, holder: str) -> None:
     session.execute(delete(Lease).where(Lease.name == name, Lease.holder == holder))
     session.commit()
+
+
+def require(session: Session, name: str, holder: str, seconds: float) -> None:
+    """Take or renew the lease, or raise LeaseHeld while someone else holds it."""
+    if not acquire(session, name, holder, seconds):
+        raise LeaseHeld(f"another process holds the {name!r} lease; try again when it is done")
+
+
+@contextmanager
+def held(session: Session, name: str, seconds: float) -> Iterator[str]:
+    """Hold the lease for the block (raising LeaseHeld when taken); released afterwards."""
+    holder = holder_name()
+    require(session, name, holder, seconds)
+    try:
+        yield holder
+    finally:
+        session.rollback()
+        release(session, name, holder)
 
 
 def holder_of(session: Session, name: str) -> tuple[str, datetime] | None:

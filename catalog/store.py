@@ -8,6 +8,15 @@ import tempfile
 from pathlib import Path
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class ImageStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -33,6 +33,7 @@ from catalog.models import (
 )
 from catalog.settings import get_settings
 from catalog.species import get_species
+from catalog.store import file_sha256
 from catalog.versions import (
     LATEST,
     PROVENANCE,
@@ -303,14 +304,6 @@ def _write_manifest(lines: Iterable[bytes], path: Path) -> str:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(part, path)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

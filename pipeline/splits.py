@@ -23,22 +23,17 @@ versions with the same ``val_ratio``: a larger ratio moves keys from train to va
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from catalog.versions import TRAIN, VAL, fraction, hash_split
+
+__all__ = ["RULE", "SPLITS", "TRAIN", "VAL", "SplitPlan", "fraction", "hash_split",
+           "plan_splits"]
+
 RULE = "sha256-threshold-v1"
-TRAIN, VAL = "train", "val"
 SPLITS = (TRAIN, VAL)
-
-
-def fraction(key: str) -> float:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-
-
-def hash_split(key: str, val_ratio: float) -> str:
-    return VAL if fraction(key) < val_ratio else TRAIN
 
 
 @dataclass

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from catalog.models import DatasetItem, DatasetVersion
 from catalog.models import Image as ImageRow
-from catalog.store import ImageStore
+from catalog.store import ImageStore, file_sha256
+from catalog.versions import find_version, hash_split
 from trainer.errors import TrainingError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
@@ -45,23 +46,8 @@ def manifest_hash(rows: list[tuple[str, str, str]]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def hashed_split(key: str, val_ratio: float) -> str:
-    """A deterministic split from a content key, for folders exported without one: the dataset
-    rule's threshold on the first 8 bytes of sha256(key)."""
-    bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-    return "val" if bucket < val_ratio else "train"
-
-
 def get_dataset_version(session: Session, ref: str | int) -> DatasetVersion:
-    text = str(ref)
-    query = select(DatasetVersion).where(DatasetVersion.name == text)
-    version = session.scalars(query).first()
-    if version is None and text.isdigit():
-        version = session.get(DatasetVersion, int(text))
+    version = find_version(session, ref)
     if version is None:
         raise TrainingError(f"no dataset version {ref!r} in the catalog")
     return version
@@ -122,7 +108,8 @@ def from_folder(root: Path, val_ratio: float = 0.1) -> DatasetSource:
     manifest = []
     for split, label, path in found:
         digest = file_sha256(path)
-        split = split or hashed_split(digest, val_ratio)
+        # folders exported without a split: the dataset rule's threshold on the content key
+        split = split or hash_split(digest, val_ratio)
         if label not in index:
             source.problems.append(f"{path}: class {label!r} has no training folder")
             continue

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from catalog.models import Image as ImageRow
 from catalog.models import ImagePrediction, utcnow
 from catalog.settings import get_settings
-from catalog.store import ImageStore
+from catalog.store import ImageStore, file_sha256
 from trainer.checkpoint import load_checkpoint
-from trainer.data import Record, file_sha256, open_rgb
+from trainer.data import Record, open_rgb
 from trainer.errors import TrainingError
 from trainer.model import ShoalNet, build_model
 from trainer.runs import get_run

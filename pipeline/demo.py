@@ -231,13 +231,9 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
 
     summary.run = train_demo_model(version.id, opts, progress)
     lap("train")
-    stage_summary(summary)
-    return summary
-
-
-def stage_summary(summary: DemoSummary) -> None:
     with session_scope() as session:
         stage_counts(session, summary)
+    return summary
 
 
 def train_demo_model(version_id: int, opts: DemoOptions, progress: Any) -> dict[str, Any]:

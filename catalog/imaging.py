@@ -138,7 +138,7 @@ def _verify(raw: bytes) -> None:
         raise ImageRejected(reason, msg) from exc
 
 
-HASH_DECODE_SIDE = 256  # pHash looks at 32x32, dHash at 9x8: 256 px of input is plenty
+HASH_DECODE_SIDE = 64  # pHash looks at 32x32, dHash at 9x8: at least 64 px of input is plenty
 
 
 def hash_image(img: Image.Image) -> tuple[str, str]:
@@ -190,7 +190,7 @@ def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
         msg = str(exc)
         reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
         raise ImageRejected(reason, msg) from exc
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)
     rgb = _to_rgb(img)
     if max(rgb.size) > limits.max_long_side:
         # box-reduce to within 2x of the target, then a bilinear filter (area-aware when

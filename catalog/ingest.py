@@ -45,8 +45,13 @@ class IngestResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: list[str]) -> bool:
-    """INSERT ... ON CONFLICT (keys) DO NOTHING on SQLite and PostgreSQL. True when inserted."""
+def insert_ignore(
+    session: Session, model: type, values: dict[str, Any], keys: list[str]
+) -> int | None:
+    """INSERT ... ON CONFLICT (keys) DO NOTHING on SQLite and PostgreSQL.
+
+    The new row's primary key when a row went in, None when one with the same keys existed.
+    """
     dialect = session.get_bind().dialect.name
     table = model.__table__  # type: ignore[attr-defined]
     if dialect == "postgresql":
@@ -56,8 +61,8 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any], keys: l
     else:  # pragma: no cover - other databases are not supported
         raise NotImplementedError(f"database dialect {dialect} is not supported")
     # rowcount is unreliable here (psycopg reports -1): RETURNING says whether a row went in
-    pk = list(table.primary_key.columns)
-    return session.execute(stmt.returning(*pk)).first() is not None
+    (pk,) = table.primary_key.columns
+    return session.execute(stmt.returning(pk)).scalar()
 
 
 def _image_values(norm: NormalisedImage, path: str, species_id: int | None) -> dict[str, Any]:
@@ -102,6 +107,23 @@ def find_by_raw(session: Session, raw_sha256: str) -> Image | None:
     return session.scalars(select(Image).where(Image.raw_sha256 == raw_sha256).limit(1)).first()
 
 
+def ingest_known(session: Session, raw_sha256: str, source: SourceInfo | None,
+                 species_id: int | None) -> IngestResult | None:
+    """The result for bytes catalogued before (found again, maybe under another URL), recording
+    this sighting; None for bytes never seen."""
+    known = session.execute(
+        select(Image.id, Image.status, Image.reject_reason, Image.reject_detail)
+        .where(Image.raw_sha256 == raw_sha256).limit(1)
+    ).first()
+    if known is None:
+        return None
+    if source is not None:
+        record_source(session, source, known.id, species_id)
+    if known.status == ImageStatus.INVALID:
+        return IngestResult("rejected", known.id, known.reject_reason, known.reject_detail)
+    return IngestResult("existing", known.id)
+
+
 def record_source(
     session: Session,
     source: SourceInfo,
@@ -132,7 +154,8 @@ def record_source(
         "first_seen": now,
         "last_seen": now,
     }
-    insert_ignore(session, ImageSource, values, ["url"])
+    if insert_ignore(session, ImageSource, values, ["url"]):
+        return
     refresh: dict[str, Any] = {"last_seen": now}
     if image_id is not None:
         refresh.update(image_id=image_id, error=None, error_detail=None)
@@ -149,34 +172,43 @@ def ingest_bytes(
     species_id: int | None,
     source: SourceInfo | None = None,
     limits: Limits | None = None,
-    normalised: NormalisedImage | None = None,
 ) -> IngestResult:
     """Validate, normalise, store and catalog ``raw``. Never raises for bad image content."""
-    known = find_by_raw(session, hashlib.sha256(raw).hexdigest())
+    known = ingest_known(session, hashlib.sha256(raw).hexdigest(), source, species_id)
     if known is not None:
-        if source is not None:
-            record_source(session, source, known.id, species_id)
-        if known.status == ImageStatus.INVALID:
-            return IngestResult("rejected", known.id, known.reject_reason, known.reject_detail)
-        return IngestResult("existing", known.id)
-
+        return known
     try:
-        norm = normalised or normalise(raw, limits)
+        outcome: NormalisedImage | ImageRejected = normalise(raw, limits)
     except ImageRejected as rej:
-        values = _rejected_values(raw, rej, species_id)
-        insert_ignore(session, Image, values, ["sha256"])
-        image_id = session.scalar(select(Image.id).where(Image.sha256 == values["sha256"]))
+        outcome = rej
+    return ingest_normalised(session, store, raw, outcome, species_id=species_id, source=source)
+
+
+def ingest_normalised(
+    session: Session,
+    store: ImageStore,
+    raw: bytes,
+    outcome: NormalisedImage | ImageRejected,
+    *,
+    species_id: int | None,
+    source: SourceInfo | None = None,
+) -> IngestResult:
+    """Store and catalog bytes already known to be new, given ``normalise(raw)``'s outcome
+    (computed outside the transaction by a caller that checked ``ingest_known`` first)."""
+    if isinstance(outcome, ImageRejected):
+        values = _rejected_values(raw, outcome, species_id)
+        image_id = insert_ignore(session, Image, values, ["sha256"]) or session.scalar(
+            select(Image.id).where(Image.sha256 == values["sha256"]))
         if source is not None:
             record_source(session, source, image_id, species_id)
-        return IngestResult("rejected", image_id, rej.reason, rej.detail)
+        return IngestResult("rejected", image_id, outcome.reason, outcome.detail)
 
-    path = store.put(norm.data, norm.sha256)  # idempotent: same bytes, same file
-    inserted = insert_ignore(session, Image, _image_values(norm, path, species_id), ["sha256"])
-    image_id = session.scalar(select(Image.id).where(Image.sha256 == norm.sha256))
-    outcome = "new" if inserted else "existing"
+    path = store.put(outcome.data, outcome.sha256)  # idempotent: same bytes, same file
+    inserted = insert_ignore(session, Image, _image_values(outcome, path, species_id), ["sha256"])
+    image_id = inserted or session.scalar(select(Image.id).where(Image.sha256 == outcome.sha256))
     if source is not None:
         record_source(session, source, image_id, species_id)
-    return IngestResult(outcome, image_id)
+    return IngestResult("new" if inserted else "existing", image_id)
 
 
 def touch(session: Session, image_id: int, when: datetime | None = None) -> None:

@@ -3,15 +3,15 @@
 ``CatalogPipeline`` is a ``FilesPipeline`` whose "store" is the catalog: Scrapy schedules,
 throttles, retries, caps and de-duplicates the downloads (robots.txt, redirects and timeouts
 included) and hands each body to ``catalog.ingest.ingest_bytes``, which validates, normalises,
-hashes, stores and records it. Normalising runs in worker processes, so downloads keep flowing
-(the reactor is never starved of the GIL) while images decode; catalog writes are serialised by
-one lock (one short transaction each).
+hashes, stores and records it. That whole step runs in worker processes, each with its own
+catalog connection (``crawler.ingesting``), so downloads keep flowing (the reactor is never
+starved of the GIL) while images decode, and a body crosses the pipe once. The crawl's own
+process only looks up known URLs and records URL failures, in threads, one lock between them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -30,11 +30,10 @@ from twisted.python.failure import Failure
 
 from catalog.db import session_factory
 from catalog.imaging import Limits, Reject
-from catalog.ingest import IngestResult, SourceInfo, find_by_raw, ingest_bytes, record_source
+from catalog.ingest import IngestResult, SourceInfo, record_source
 from catalog.models import Image, ImageSource, ImageStatus
-from catalog.store import ImageStore
 from crawler.failures import UrlFailure, classify
-from crawler.normalising import normalise_or_none
+from crawler.ingesting import WorkerConfig, ingest_downloaded, init_worker
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +65,15 @@ def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
     )
 
 
+def _worker_context() -> Any:
+    """Workers fork from a clean server process that has imported the ingest path once:
+    cheaper to start than ``spawn`` (which re-imports the crawl's whole main module in each),
+    and safe where ``fork`` is not (this process runs threads and an event loop)."""
+    context = get_context("forkserver")
+    context.set_forkserver_preload(["crawler.ingesting"])
+    return context
+
+
 class CatalogPipeline(FilesPipeline):
     """Settings: ``SHOAL_DATABASE_URL``, ``SHOAL_IMAGE_DIR``, ``SHOAL_SPECIES_ID``,
     ``SHOAL_CRAWL_JOB_ID``, ``SHOAL_LIMITS`` (dict of ``Limits``), ``SHOAL_INGEST_WORKERS`` and
@@ -80,14 +88,14 @@ class CatalogPipeline(FilesPipeline):
         s = crawler.settings
         self.crawl_job_id: int | None = s.getint("SHOAL_CRAWL_JOB_ID") or None
         self.species_id: int | None = s.getint("SHOAL_SPECIES_ID") or None
-        self.limits = Limits(**s.getdict("SHOAL_LIMITS"))
-        self.image_store = ImageStore(Path(s["SHOAL_IMAGE_DIR"]))
         self.sessions = session_factory(s["SHOAL_DATABASE_URL"])
         self.db_lock = threading.Lock()
-        workers = max(1, s.getint("SHOAL_INGEST_WORKERS", 2))
-        # threads wait on the catalog and the workers; worker processes decode and hash
-        self.executor = ThreadPoolExecutor(2 * workers, thread_name_prefix="shoal-ingest")
-        self.workers = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        self.executor = ThreadPoolExecutor(4, thread_name_prefix="shoal-catalog")
+        self.workers = ProcessPoolExecutor(
+            max(1, s.getint("SHOAL_INGEST_WORKERS", 2)), mp_context=_worker_context(),
+            initializer=init_worker, initargs=(WorkerConfig(
+                database_url=s["SHOAL_DATABASE_URL"], image_dir=str(Path(s["SHOAL_IMAGE_DIR"])),
+                limits=Limits(**s.getdict("SHOAL_LIMITS")), species_id=self.species_id),))
         self.on_image: Callable[[dict[str, Any]], None] | None = s.get("SHOAL_ON_IMAGE")
 
     def close_spider(self, spider: Any = None) -> None:
@@ -120,20 +128,6 @@ class CatalogPipeline(FilesPipeline):
                 "status": "known_rejected" if rejected else "known", "image_id": row.id,
                 "reason": row.reject_reason}
 
-    def _ingest(self, raw: bytes, source: SourceInfo) -> IngestResult:
-        digest = hashlib.sha256(raw).hexdigest()
-        with self._catalog() as session:
-            if find_by_raw(session, digest) is not None:
-                return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
-                                    source=source, limits=self.limits)
-        # the expensive part, outside the lock and off this process: several images at once
-        norm = self.workers.submit(normalise_or_none, raw, self.limits).result()
-        if norm is not None:
-            self.image_store.put(norm.data, norm.sha256)
-        with self._catalog() as session:
-            return ingest_bytes(session, self.image_store, raw, species_id=self.species_id,
-                                source=source, limits=self.limits, normalised=norm)
-
     def _record_failure(self, source: SourceInfo, failure: UrlFailure) -> None:
         with self._catalog() as session:
             record_source(session, source, None, self.species_id, error=failure.reason,
@@ -157,7 +151,8 @@ class CatalogPipeline(FilesPipeline):
                     "detail": f"HTTP {response.status}", "http_status": response.status}
         self.crawler.stats.inc_value("shoal/bytes", len(response.body))
         source = source_info(item, request.url, self.crawl_job_id)
-        result: IngestResult = await self._in_thread(self._ingest, response.body, source)
+        result: IngestResult = await asyncio.wrap_future(
+            self.workers.submit(ingest_downloaded, response.body, source))
         return {"url": request.url, "path": "", "checksum": None, "status": result.outcome,
                 "image_id": result.image_id, "reason": result.reason}
 

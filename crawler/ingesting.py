@@ -1,0 +1,66 @@
+"""The CPU-heavy half of a crawl, run in worker processes: normalise, store and catalog a body.
+
+Each worker has its own catalog connection, so the crawl's own process only downloads (its
+reactor keeps the GIL to itself) and image bodies go one way through the pipe: only a small
+``IngestResult`` comes back. Concurrent writers are safe by the catalog's own rules
+(``ON CONFLICT DO NOTHING`` on the unique keys, then a read of the winner).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from catalog.db import session_factory
+from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
+from catalog.ingest import IngestResult, SourceInfo, ingest_known, ingest_normalised
+from catalog.store import ImageStore
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    database_url: str
+    image_dir: str
+    limits: Limits
+    species_id: int | None
+
+
+@dataclass
+class _Worker:
+    config: WorkerConfig
+    sessions: sessionmaker[Session]
+    store: ImageStore
+
+
+_worker: _Worker | None = None
+
+
+def init_worker(config: WorkerConfig) -> None:
+    """``ProcessPoolExecutor`` initializer: one engine and store per worker process."""
+    global _worker
+    _worker = _Worker(config, session_factory(config.database_url),
+                      ImageStore(Path(config.image_dir)))
+
+
+def ingest_downloaded(raw: bytes, source: SourceInfo) -> IngestResult:
+    """Catalog one downloaded body; the decode and re-encode happen outside any transaction."""
+    assert _worker is not None, "init_worker was not called in this process"
+    cfg = _worker.config
+    with _worker.sessions() as session:
+        known = ingest_known(session, hashlib.sha256(raw).hexdigest(), source, cfg.species_id)
+        session.commit()
+    if known is not None:
+        return known
+    outcome: NormalisedImage | ImageRejected
+    try:
+        outcome = normalise(raw, cfg.limits)
+    except ImageRejected as rej:
+        outcome = rej
+    with _worker.sessions() as session:
+        result = ingest_normalised(session, _worker.store, raw, outcome,
+                                   species_id=cfg.species_id, source=source)
+        session.commit()
+    return result

@@ -1,13 +1,11 @@
 """A multi-index hash table over 64-bit perceptual hashes: radius queries without a full scan.
 
-The 64 bits are cut into a few chunks (3 of 21-22 bits for a million hashes at radius 8). Two
-hashes within Hamming distance R differ, by pigeonhole, in at most ``r_i`` bits of some chunk
-``i`` whenever ``sum(r_i + 1) >= R + 1``. Each chunk has an exact-match table (a counting-sort
-CSR: ``offsets[value] .. offsets[value + 1]`` into the positions sorted by that chunk), and a
-query looks up every chunk value within ``r_i`` flips of its own, then checks the few candidates
-with a popcount. Everything is vectorised with numpy: one query is a handful of array
-operations over a few hundred keys, and a bulk join runs the same lookups for many queries at
-once, one flip mask (or a batch of them) per pass.
+The 64 bits are cut into a few chunks (see ``pipeline.hashplan``). Each chunk has an exact-match
+table (a counting-sort CSR: ``offsets[value] .. offsets[value + 1]`` into the positions sorted
+by that chunk), and a lookup reads every chunk value within ``r_i`` flips of its own, then
+checks the candidates with a popcount. Bulk joins (new hashes against the index, all pairs) are
+vectorised with numpy, one flip mask (or a batch of them) per pass over many queries. A single
+query runs as one compiled loop over its own, lazily built tables (``pipeline.hashpoint``).
 
 New hashes go to a small delta that is scanned directly; it is folded into the tables when it
 grows, so inserts never rescan the index.
@@ -18,92 +16,27 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
-from itertools import combinations
-from math import comb
 
 import numpy as np
 
-BITS = 64
-MAX_CHUNK_BITS = 22  # direct-address tables: 2**22 offsets at most per chunk
-MAX_RADIUS = 24
+from pipeline.hashplan import (
+    Chunk,
+    Plan,
+    choose_plan,
+    choose_point_plan,
+    chunk_values,
+    flip_masks,
+    make_plan,
+)
+from pipeline.hashpoint import PointTables
+
+__all__ = ["HashIndex", "Plan", "brute_force_query", "choose_plan", "choose_point_plan",
+           "hex_to_u64", "make_plan", "popcount64", "u64_to_hex"]
+
 _THREADS = max(1, min(4, os.cpu_count() or 1))  # bulk joins on large inputs
 _THREAD_MIN = 50_000  # queries in a join before it is worth threads
-_WINDOW = 16  # slots read per key in a single query before falling back to exact ranges
 _DELTA_SCAN_LIMIT = 20_000_000  # query x delta comparisons before a bulk query compacts first
-
-
-@dataclass(frozen=True)
-class Chunk:
-    shift: int
-    width: int
-    radius: int  # flips enumerated in this chunk; -1: the chunk is not looked up
-
-
-@dataclass(frozen=True)
-class Plan:
-    radius: int
-    chunks: tuple[Chunk, ...]
-
-    @property
-    def lookups(self) -> int:
-        """Keys looked up per query."""
-        return sum(ball_size(c.width, c.radius) for c in self.chunks)
-
-    def candidates_per_query(self, n: int) -> float:
-        """Expected table hits per query against ``n`` random hashes."""
-        return sum(n * ball_size(c.width, c.radius) / 2**c.width for c in self.chunks)
-
-    def describe(self) -> str:
-        parts = [f"{c.width}b/r{c.radius}" for c in self.chunks if c.radius >= 0]
-        return f"{len(self.chunks)} chunks (" + ", ".join(parts) + ")"
-
-
-def ball_size(width: int, radius: int) -> int:
-    return sum(comb(width, k) for k in range(radius + 1))
-
-
-def make_plan(radius: int, n_chunks: int) -> Plan:
-    """Split 64 bits into ``n_chunks`` near-equal chunks and share the pigeonhole budget."""
-    if not 0 <= radius <= MAX_RADIUS:
-        raise ValueError(f"radius must be within 0..{MAX_RADIUS}, got {radius}")
-    widths = [BITS // n_chunks + (1 if i < BITS % n_chunks else 0) for i in range(n_chunks)]
-    if max(widths) > MAX_CHUNK_BITS:
-        raise ValueError(f"{n_chunks} chunks are wider than {MAX_CHUNK_BITS} bits")
-    budget = radius + 1  # sum of (r_i + 1) over the chunks must reach it
-    shares = [budget // n_chunks + (1 if i < budget % n_chunks else 0) for i in range(n_chunks)]
-    chunks, shift = [], 0
-    for width, share in zip(widths, shares, strict=True):
-        chunks.append(Chunk(shift=shift, width=width, radius=min(share - 1, width)))
-        shift += width
-    return Plan(radius=radius, chunks=tuple(chunks))
-
-
-def choose_plan(radius: int, n: int) -> Plan:
-    """The chunking with the least expected work per query for ``n`` hashes at ``radius``.
-
-    Work is the keys looked up plus the candidates checked (weighted: each costs a gather, an
-    xor and a popcount), so big tables favour few wide chunks and small ones many narrow ones.
-    """
-    best: tuple[float, Plan] | None = None
-    for n_chunks in range(3, BITS // 2 + 1):
-        plan = make_plan(radius, n_chunks)
-        if plan.lookups > 200_000:
-            continue
-        cost = plan.lookups + 3.0 * plan.candidates_per_query(max(n, 1))
-        if best is None or cost < best[0]:
-            best = (cost, plan)
-    assert best is not None
-    return best[1]
-
-
-def _flip_masks(width: int, radius: int) -> np.ndarray:
-    masks = [0]
-    for k in range(1, radius + 1):
-        for bits in combinations(range(width), k):
-            masks.append(sum(1 << b for b in bits))
-    return np.asarray(masks, dtype=np.int64)
 
 
 def popcount64(x: np.ndarray) -> np.ndarray:
@@ -135,8 +68,8 @@ def _expand(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - ends + lengths, lengths) + np.arange(total, dtype=np.int64)
 
 
-class _Tables:
-    """Immutable exact-match tables over one set of hashes, for one plan.
+class _JoinTables:
+    """Immutable exact-match tables over one set of hashes, for one plan, for bulk joins.
 
     Each looked-up chunk has its own slice of "slots": the hashes sorted by that chunk's value,
     with ``counts[value]`` hashes from slot ``offsets[value]`` on. Joins walk the queries in
@@ -153,7 +86,7 @@ class _Tables:
         # every table starts at a multiple of the widest one, so a key is (base | value) ^ mask
         stride = 1 << max((c.width for c in self.live), default=0)
         for i, c in enumerate(self.live):
-            vals = _chunk_values(hashes, c)
+            vals = chunk_values(hashes, c)
             cnt = np.bincount(vals, minlength=1 << c.width)
             offs = np.zeros(stride, dtype=np.int64)
             np.cumsum(cnt[:-1], out=offs[1 : len(cnt)])
@@ -168,57 +101,8 @@ class _Tables:
         top = int(all_counts.max()) if len(all_counts) else 0
         small = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64
         self.counts = all_counts.astype(small)  # a small table stays in cache
-        # one query reads this many slots from each bucket start (a column, so that numpy
-        # broadcasts along the long axis)
-        width = max(1, min(top, _WINDOW))
-        self.window = np.arange(width, dtype=self.offsets.dtype)[:, None]
-        self.has_long = top > width
         self.sorted_pos = np.concatenate(sorted_pos) if sorted_pos else np.zeros(0, np.int64)
         self.sorted_hash = hashes[self.sorted_pos]
-        # one row per key a query looks up: which chunk, which flip mask
-        chunk_of, mask_of = [], []
-        for i, c in enumerate(self.live):
-            masks = _flip_masks(c.width, c.radius)
-            chunk_of.append(np.full(len(masks), i))
-            mask_of.append(masks)
-        self.entry_chunk = np.concatenate(chunk_of) if chunk_of else np.zeros(0, np.int64)
-        self.entry_mask = np.concatenate(mask_of) if mask_of else np.zeros(0, np.int64)
-        self.key_parts = [(base, c.shift, (1 << c.width) - 1)
-                          for base, c in zip(self.bases, self.live, strict=True)]
-
-    def query_one(self, q: int, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """Positions within ``radius`` of ``q`` and their distances.
-
-        A query costs a fixed dozen numpy calls over a few thousand elements: the number of
-        calls, not the data, is what costs. So each key reads a fixed window of slots from its
-        bucket's start with no masking: a slot past the bucket holds some other real hash,
-        which the full 64-bit distance check keeps only if it truly is within the radius.
-        """
-        if not len(self.hashes):
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        own = np.array([base | ((q >> shift) & wmask) for base, shift, wmask in self.key_parts])
-        keys = own.take(self.entry_chunk)
-        keys ^= self.entry_mask
-        starts = self.offsets.take(keys)
-        slots = self.window + starts
-        if self.has_long:  # buckets longer than the window: read the rest exactly
-            lengths = self.counts.take(keys)
-            long = np.flatnonzero(lengths > len(self.window))
-            if len(long):
-                rest = _expand(starts[long] + len(self.window), lengths[long] - len(self.window))
-                slots = np.concatenate([slots.ravel(), rest])
-        dist = popcount64(self.sorted_hash.take(slots, mode="clip") ^ np.uint64(q))
-        keep = np.flatnonzero(dist <= radius)
-        pos = self.sorted_pos.take(slots.take(keep), mode="clip")
-        dist = dist.take(keep)
-        if len(pos) < 2:
-            return pos, dist
-        if len(pos) <= 64:  # a neighbour is found once per chunk and window it is in
-            found = dict(zip(pos.tolist(), dist.tolist(), strict=True))
-            return np.fromiter(found, np.int64, len(found)), np.fromiter(
-                found.values(), np.int64, len(found))
-        pos, first = np.unique(pos, return_index=True)
-        return pos, dist[first]
 
     def join(
         self, queries: np.ndarray, radius: int, *, self_join: bool = False
@@ -259,14 +143,14 @@ class _Tables:
             q_order = self.sorted_pos[lo : lo + n]
             q_hash = self.sorted_hash[lo : lo + n]
         else:  # walked in chunk order too, so that the lookups read memory in order
-            q_order = np.argsort(_chunk_values(queries, c), kind="stable")
+            q_order = np.argsort(chunk_values(queries, c), kind="stable")
             q_hash = queries[q_order]
-        q_vals = _chunk_values(q_hash, c)
+        q_vals = chunk_values(q_hash, c)
         base = self.bases[ci]
         counts = self.counts[base : base + (1 << c.width)]
         offsets = self.offsets[base : base + (1 << c.width)]
         by_top: dict[int, list[int]] = {}
-        for mask in _flip_masks(c.width, c.radius).tolist():
+        for mask in flip_masks(c.width, c.radius).tolist():
             by_top.setdefault(mask.bit_length() - 1, []).append(mask)
 
         def run(top: int, masks: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -301,10 +185,6 @@ class _Tables:
         return [partial(run, top, masks) for top, masks in by_top.items()]
 
 
-def _chunk_values(hashes: np.ndarray, c: Chunk) -> np.ndarray:
-    return ((hashes >> np.uint64(c.shift)) & np.uint64((1 << c.width) - 1)).astype(np.int64)
-
-
 def _unique_pairs(
     a: np.ndarray, b: np.ndarray, d: np.ndarray, n_b: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -327,7 +207,8 @@ class HashIndex:
         self._fixed_plan = plan
         self._ids = np.zeros(0, dtype=np.int64)
         self._hashes = np.zeros(0, dtype=np.uint64)
-        self._tables = _Tables(self._hashes, plan or choose_plan(radius, 0))
+        self._tables = _JoinTables(self._hashes, plan or choose_plan(radius, 0))
+        self._point: PointTables | None = None  # built on the first single query
         self._delta_ids: list[np.ndarray] = []
         self._delta_hashes: list[np.ndarray] = []
         self._delta_n = 0
@@ -372,7 +253,8 @@ class HashIndex:
 
     def _rebuild(self) -> None:
         plan = self._fixed_plan or choose_plan(self.radius, len(self._hashes))
-        self._tables = _Tables(self._hashes, plan)
+        self._tables = _JoinTables(self._hashes, plan)
+        self._point = None
 
     def _delta(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._delta_n:
@@ -391,7 +273,10 @@ class HashIndex:
     def query(self, value: int, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(ids, distances) of every hash within ``radius`` of ``value``, ordered by id."""
         radius = self._check_radius(radius)
-        pos, dists = self._tables.query_one(int(value), radius)
+        if self._point is None:
+            plan = self._fixed_plan or choose_point_plan(self.radius, len(self._hashes))
+            self._point = PointTables(self._hashes, plan)
+        pos, dists = self._point.query(int(value), radius)
         ids = self._ids.take(pos)
         if self._delta_n:
             d_ids, d_hashes = self._delta()

@@ -108,3 +108,30 @@ def test_threaded_join_finds_the_same_pairs(monkeypatch):
     assert all(np.array_equal(x, y) for x, y in zip(single, threaded, strict=True))
     assert set(zip(threaded[0].tolist(), threaded[1].tolist(), strict=True)) == _brute_pairs(
         hashes, ids, 8)
+
+
+def test_point_queries_use_their_own_chunking_and_match_brute_force():
+    hashes = _planted(120_000, seed=7)
+    ids = np.arange(len(hashes))
+    index = HashIndex.build(ids, hashes, 8)
+    rng = np.random.default_rng(3)
+    queries = np.concatenate([hashes[rng.integers(0, len(hashes), 150)],
+                              rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64)])
+    for radius in (8, 5, 0):
+        for q in queries:
+            got, dist = index.query(int(q), radius)
+            want = brute_force_query(hashes, int(q), radius)
+            assert got.tolist() == want.tolist()
+            assert dist.tolist() == np.bitwise_count(hashes[want] ^ q).tolist()
+    assert index._point is not None and index._point.plan != index.plan
+
+
+def test_point_query_with_many_hits_returns_each_once():
+    """More hits than the kernel's first buffer, each found through every chunk."""
+    base = np.uint64(0x0123456789ABCDEF)
+    near = [base ^ np.uint64(1 << (i % 64)) for i in range(300)]
+    hashes = np.array([base] * 500 + near, dtype=np.uint64)
+    index = HashIndex.build(np.arange(len(hashes)), hashes, 8)
+    got, dist = index.query(int(base))
+    assert got.tolist() == list(range(len(hashes)))
+    assert dist.tolist() == [0] * 500 + [1] * 300

@@ -54,30 +54,31 @@ def lease_name(job_id: int) -> str:
     return f"job:{job_id}"
 
 
-def _sqlite_impatient(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=250")
-    cur.close()
-
-
 @lru_cache(maxsize=8)
-def _bookkeeping_engine(url: str) -> Engine:
+def _bookkeeping_engine(url: str, busy_ms: int) -> Engine:
     if not url.startswith("sqlite"):
         return get_engine(url)
-    engine = create_engine(url, connect_args={"timeout": 0.25})
-    event.listen(engine, "connect", _sqlite_impatient)
+    engine = create_engine(url, connect_args={"timeout": busy_ms / 1000})
+
+    def impatient(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.close()
+
+    event.listen(engine, "connect", impatient)
     return engine
 
 
 @contextmanager
-def bookkeeping_session() -> Iterator[Session]:
+def bookkeeping_session(busy_ms: int = 250) -> Iterator[Session]:
     """For progress and heartbeats, which must never wait behind the body's own transaction.
 
     SQLite has one writer: while a body holds a write transaction these writes give up after
-    250 ms (raising OperationalError) instead of blocking the body for the busy timeout.
+    ``busy_ms`` (raising OperationalError) instead of blocking the body for the busy timeout.
     """
-    with Session(_bookkeeping_engine(get_settings().resolved_database_url)) as session:
+    url = get_settings().resolved_database_url
+    with Session(_bookkeeping_engine(url, busy_ms)) as session:
         yield session
         session.commit()
 
@@ -102,7 +103,9 @@ class JobContext:
             return
         self._last_report = now
         try:
-            with bookkeeping_session() as session:
+            # no wait at all: on SQLite the writer in the way is usually this job's own body
+            # (progress is reported from inside its transaction), which a wait cannot outlast
+            with bookkeeping_session(busy_ms=0) as session:
                 running = session.execute(
                     update(Job)
                     .where(Job.id == self.job_id, Job.state == JobState.RUNNING)

@@ -10,11 +10,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 T = TypeVar("T")
 
@@ -33,6 +35,8 @@ def make_client(url: str, token: str, *, timeout: float = 120.0, retries: int = 
         raise LabelStudioError("no Label Studio URL: set SHOAL_LABEL_STUDIO_URL")
     if not token:
         raise LabelStudioError("no Label Studio token: set SHOAL_LABEL_STUDIO_TOKEN")
+    from label_studio_sdk import LabelStudio  # a second to import: only when a client is made
+
     return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout,
                        max_retries=retries)
 

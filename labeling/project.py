@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import Species
 from labeling.client import LabelStudioError, call
 from labeling.config import INSTRUCTIONS, label_config
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 PROJECT_TITLE = "Shoal species review"
 SECRET_HEADER = "X-Shoal-Webhook-Secret"

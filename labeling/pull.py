@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -24,6 +23,9 @@ from labeling.client import LabelStudioError, LabelStudioUnavailable, call
 from labeling.project import require_project
 from labeling.record import Annotators, mark_deleted, record_annotations, seen_from_ls
 from labeling.resolve import ResolveReport, resolve_tasks
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 SOURCE = "pull"
 

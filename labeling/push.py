@@ -14,11 +14,10 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from label_studio_sdk import LabelStudio
 from sqlalchemy import Float, Select, case, cast, delete, exists, func, select, update
 from sqlalchemy.orm import Session
 
@@ -39,6 +38,9 @@ from catalog.species import UnknownSpecies
 from labeling.client import LabelStudioError, LabelStudioUnavailable, backoff, call
 from labeling.config import VERDICTS, choice_result
 from labeling.project import require_project
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 ORDERS = ("oldest", "random", "uncertainty")
 PUSHING = "pushing"

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from label_studio_sdk import LabelStudio
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -15,6 +14,9 @@ from catalog.ingest import insert_ignore
 from catalog.models import Annotation, ReviewTask, utcnow
 from labeling.client import call
 from labeling.config import choice_of
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ from sqlalchemy import select
 
 from catalog.models import CrawlJob, Species
 from catalog.species import get_species
-from crawler.runner import CrawlFailed, run_crawl
-from crawler.sources import UnknownSource, all_sources, spider_for
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -27,6 +25,8 @@ app = typer.Typer(cls=ShoalGroup, help="Crawl encyclopedias, shops and species d
 
 
 def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str, str]]:
+    from crawler.sources import UnknownSource, all_sources, spider_for  # imports Scrapy
+
     if bool(species) == all_:
         raise UsageError("give --species SLUG or --all (for every active species)")
     chosen = sources or all_sources()
@@ -98,6 +98,8 @@ def crawl(
 ) -> None:
     """Crawl sources for species keywords: images are validated, normalised, hashed and
     catalogued with where they came from; duplicates are found after the crawl."""
+    from crawler.runner import CrawlFailed, run_crawl  # imports Scrapy: only to crawl
+
     plan = _plan(species, all_, source)
     rows: list[dict[str, Any]] = []
     with progress_bar() as bar:

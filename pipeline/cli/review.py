@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from label_studio_sdk import LabelStudio
 
 from catalog.db import check_migrated, session_scope
 from catalog.leases import LeaseHeld
@@ -29,6 +29,9 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import ServiceUnavailable, ShoalError, UsageError
+
+if TYPE_CHECKING:
+    from label_studio_sdk import LabelStudio
 
 review_app = typer.Typer(cls=ShoalGroup, help="Human review in Label Studio.")
 

@@ -1,9 +1,10 @@
 """The fast path's feature cache: a frozen backbone's pooled features, computed once per image
 and view, stored under ``<data dir>/features/<key>/``.
 
-The key hashes architecture, weights, transform and precision; a file inside it is named by
-the image's sha256 and the view index. View 0 is the validation transform (resize + centre
-crop); views 1..n-1 are augmented with the training transform under a seed derived from the
+A key hashes architecture, weights, one transform and precision; a file inside it is named by
+the image's sha256 and the view index. Two caches serve a run (``ViewFeatures``): the eval
+transform's, holding view 0 (the eval transform) and view 1 (its mirror image, for TTA), and
+the training transform's, holding views 1..n-1, each augmented under a seed derived from the
 image and the view, so the cache is the same whichever run fills it.
 """
 
@@ -24,6 +25,8 @@ import torch
 from trainer.data import Record, open_rgb
 
 Progress = Callable[[str, int, int], None]
+
+MIRROR = 1  # in an eval cache: the eval transform's view, mirrored
 
 
 def bf16_supported() -> bool:
@@ -78,21 +81,41 @@ class FeatureCache:
             raise
 
 
-class _Views(torch.utils.data.Dataset):
-    def __init__(self, todo: Sequence[tuple[Record, int]], train_tf, eval_tf) -> None:  # type: ignore[no-untyped-def]
-        self.todo, self.train_tf, self.eval_tf = todo, train_tf, eval_tf
+class EvalViews:
+    """The evaluation cache's views: 0 is the eval transform, ``MIRROR`` its mirror image."""
+
+    def __init__(self, transform) -> None:  # type: ignore[no-untyped-def]
+        self.transform = transform
+
+    def __call__(self, record: Record, view: int) -> torch.Tensor:
+        x = self.transform(open_rgb(record))
+        return x.flip(-1) if view == MIRROR else x
+
+
+class TrainViews:
+    """The training cache's views 1..n-1: the training transform under a seed derived from
+    the image and the view, so the cache is the same whichever run fills it."""
+
+    def __init__(self, transform) -> None:  # type: ignore[no-untyped-def]
+        self.transform = transform
+
+    def __call__(self, record: Record, view: int) -> torch.Tensor:
+        img = open_rgb(record)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(view_seed(record.sha256, view))
+            return self.transform(img)
+
+
+class _Todo(torch.utils.data.Dataset):
+    def __init__(self, todo: Sequence[tuple[int, Record, int]], makers: Sequence) -> None:  # type: ignore[type-arg]
+        self.todo, self.makers = todo, makers
 
     def __len__(self) -> int:
         return len(self.todo)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        record, view = self.todo[i]
-        img = open_rgb(record)
-        if view == 0:
-            return self.eval_tf(img)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(view_seed(record.sha256, view))
-            return self.train_tf(img)
+        group, record, view = self.todo[i]
+        return self.makers[group](record, view)
 
 
 @torch.inference_mode()
@@ -112,29 +135,29 @@ def extract(
 
 
 def fill_cache(
-    cache: FeatureCache,
     body: torch.nn.Module,
-    wanted: Sequence[tuple[Record, int]],
-    train_tf,  # type: ignore[no-untyped-def]
-    eval_tf,  # type: ignore[no-untyped-def]
+    groups: Sequence[tuple[FeatureCache, Callable[[Record, int], torch.Tensor],
+                           Sequence[tuple[Record, int]]]],
     precision: str,
     batch_size: int = 32,
     progress: Progress | None = None,
     workers: int = 0,
 ) -> int:
-    """Compute and store the (record, view) features not yet cached; returns how many."""
-    todo = [(r, v) for r, v in wanted if not cache.has(r.sha256, v)]
+    """Compute and store the features not yet cached; ``groups`` are (cache, view maker,
+    wanted (record, view) pairs). Returns how many were computed."""
+    todo = [(g, r, v) for g, (cache, _, wanted) in enumerate(groups)
+            for r, v in wanted if not cache.has(r.sha256, v)]
     if not todo:
         return 0
     body.eval()
     body.to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(_Views(todo, train_tf, eval_tf), batch_size,
+    loader = torch.utils.data.DataLoader(_Todo(todo, [m for _, m, _ in groups]), batch_size,
                                          num_workers=workers)
     done = 0
     for batch in loader:
         feats = extract(body, batch, precision).numpy()
-        for (record, view), row in zip(todo[done:done + len(feats)], feats, strict=True):
-            cache.save(record.sha256, view, row)
+        for (group, record, view), row in zip(todo[done:done + len(feats)], feats, strict=True):
+            groups[group][0].save(record.sha256, view, row)
         done += len(feats)
         if progress:
             progress("features", done, len(todo))
@@ -148,3 +171,55 @@ def load_matrix(
     return torch.from_numpy(
         np.stack([np.stack([cache.load(r.sha256, v) for v in views]) for r in records])
     )
+
+
+class ViewFeatures:
+    """One frozen backbone's cached views under one pair of transforms.
+
+    Evaluation views live in a cache keyed by the eval transform, augmented training views in
+    one keyed by the training transform, so trying another eval transform (or TTA) reuses the
+    costly augmented views, and another augmentation reuses the eval views.
+
+    The training pool of an image is view 0 (the eval transform), its mirror when TTA is on
+    (computed for evaluation anyway), and ``views - 1`` augmented views. An image's evaluation
+    feature is view 0, or with TTA the mean of view 0 and its mirror: the head is linear, so
+    that equals averaging the logits, which is what prediction does on images.
+    """
+
+    def __init__(self, root: Path, arch: str, weights_id: str, train_tf, eval_tf,  # type: ignore[no-untyped-def]
+                 precision: str) -> None:
+        self.train_tf, self.eval_tf, self.precision = train_tf, eval_tf, precision
+        self.mirror = eval_tf.tta == "hflip"
+        self.eval_cache = FeatureCache(
+            root, cache_key(arch, weights_id, {"eval": eval_tf.feature_spec}, precision))
+        self.train_cache = FeatureCache(
+            root, cache_key(arch, weights_id, {"train": train_tf.spec}, precision))
+
+    @property
+    def keys(self) -> dict[str, str]:
+        return {"eval": self.eval_cache.dir.name, "train": self.train_cache.dir.name}
+
+    def eval_views(self) -> list[int]:
+        return [0, MIRROR] if self.mirror else [0]
+
+    def fill(self, body: torch.nn.Module, train: Sequence[Record], val: Sequence[Record],
+             views: int, progress: Progress | None = None, workers: int = 0) -> int:
+        """Compute what is missing: eval views of every image, augmented views of ``train``."""
+        groups = [
+            (self.eval_cache, EvalViews(self.eval_tf),
+             [(r, v) for r in [*train, *val] for v in self.eval_views()]),
+            (self.train_cache, TrainViews(self.train_tf),
+             [(r, v) for r in train for v in range(1, views)]),
+        ]
+        return fill_cache(body, groups, self.precision, progress=progress, workers=workers)
+
+    def pool(self, records: Sequence[Record], views: int) -> torch.Tensor:
+        """Training views as [len(records), pool size, dim]."""
+        parts = [load_matrix(self.eval_cache, records, self.eval_views())]
+        if views > 1:
+            parts.append(load_matrix(self.train_cache, records, range(1, views)))
+        return torch.cat(parts, 1)
+
+    def evaluation(self, records: Sequence[Record]) -> torch.Tensor:
+        """Evaluation features as [len(records), dim] (TTA: the mean over the mirror pair)."""
+        return load_matrix(self.eval_cache, records, self.eval_views()).mean(1)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from trainer.data import Record, open_rgb
 from trainer.errors import TrainingError
 from trainer.model import ShoalNet, body_train_mode
+from trainer.transforms import tta_logits
 
 Progress = Callable[[str, int, int], None]
 
@@ -48,13 +49,14 @@ def optimise(
 def train_batches(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer, epoch: int, progress: Progress | None, size: int,
+    label_smoothing: float = 0.0,
 ) -> EpochStats:
     """One pass of cross-entropy steps; the mean loss and accuracy seen while training."""
     total = correct = 0
     loss_sum = 0.0
     for step, (x, y) in enumerate(batches, 1):
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
         optimise(loss, optimizer, epoch, step)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
@@ -83,11 +85,14 @@ class ImageLoop:
     def __init__(  # type: ignore[no-untyped-def]
         self, model: ShoalNet, optimizer, mode: str, train: list[Record], val: list[Record],
         train_tf, eval_tf, batch_size: int, seed: int, workers: int = 0,
+        label_smoothing: float = 0.0,
     ) -> None:
         self.model, self.optimizer, self.mode = model, optimizer, mode
         self.train_set = ImageDataset(train, train_tf)
         self.val_set = ImageDataset(val, eval_tf)
+        self.tta = eval_tf.tta
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
+        self.label_smoothing = label_smoothing
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -96,7 +101,7 @@ class ImageLoop:
                             num_workers=self.workers)
         body_train_mode(self.model, self.mode)
         return train_batches(self.model, loader, self.optimizer, epoch, progress,
-                             len(self.train_set))
+                             len(self.train_set), self.label_smoothing)
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:
@@ -104,23 +109,25 @@ class ImageLoop:
         loader = DataLoader(self.val_set, self.batch_size, num_workers=self.workers)
         logits, targets = [], []
         for x, y in loader:
-            logits.append(self.model(x))
+            logits.append(tta_logits(self.model, x, self.tta))
             targets.append(y)
         return summarise(torch.cat(logits), torch.cat(targets))
 
 
 class FeatureLoop:
-    """The fast path: each epoch draws one cached view per training image and trains the head."""
+    """The fast path: each epoch draws one cached view per training image and trains the head.
+    ``val_x`` holds one feature per image (with TTA, already the mean over the mirror pair)."""
 
     def __init__(
         self, head: nn.Linear, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
         train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, batch_size: int,
-        seed: int,
+        seed: int, label_smoothing: float = 0.0,
     ) -> None:
         self.head, self.optimizer = head, optimizer
         self.train_x, self.train_y = train_x, train_y  # [N, views, D], [N]
         self.val_x, self.val_y = val_x, val_y  # [M, D], [M]
         self.batch_size, self.seed = batch_size, seed
+        self.label_smoothing = label_smoothing
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -132,7 +139,8 @@ class FeatureLoop:
             (self.train_x[idx, chosen[idx]], self.train_y[idx])
             for idx in order.split(self.batch_size)
         )
-        return train_batches(self.head, batches, self.optimizer, epoch, progress, n)
+        return train_batches(self.head, batches, self.optimizer, epoch, progress, n,
+                             self.label_smoothing)
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:

@@ -21,7 +21,7 @@ from trainer.data import Record, open_rgb
 from trainer.errors import TrainingError
 from trainer.model import ShoalNet, build_model
 from trainer.runs import get_run
-from trainer.transforms import EvalPreset
+from trainer.transforms import EvalPreset, tta_logits
 
 
 @dataclass
@@ -36,9 +36,8 @@ class Predictor:
         model = build_model(ckpt["arch"], len(ckpt["classes"]), "none")
         model.load_state_dict(ckpt["model"])
         model.eval().to(memory_format=torch.channels_last)
-        spec = ckpt["transforms"]["eval"]
         return cls(model, list(ckpt["classes"]),
-                   EvalPreset(spec["crop"], spec["resize"], spec["mean"], spec["std"]))
+                   EvalPreset.from_spec(ckpt["transforms"]["eval"]))
 
     @classmethod
     def from_run(cls, session: Session, run_id: int) -> Predictor:
@@ -53,7 +52,7 @@ class Predictor:
         if not tensors:
             return torch.empty(0, len(self.classes))
         x = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
-        return self.model(x).softmax(1)
+        return tta_logits(self.model, x, self.transform.tta).softmax(1)
 
     def probabilities(self, records: Sequence[Record], batch_size: int = 32) -> torch.Tensor:
         out = [self.predict([self.transform(open_rgb(r)) for r in records[i:i + batch_size]])

@@ -15,6 +15,7 @@ from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
 from trainer.model import MODES
 from trainer.registry import get_arch
+from trainer.transforms import FITS, TTAS
 
 # The study's recipe: new FC head on a frozen base, Adam lr 1e-4, batch 16, 10 epochs, 224 px.
 RECIPE: dict[str, Any] = {
@@ -24,6 +25,12 @@ RECIPE: dict[str, Any] = {
     "weight_decay": 0.0,
     "seed": 0,
     "image_size": 224,
+    "crop_ratio": 0.875,  # eval "crop": crop size / short side (224 of 256)
+    "eval_fit": "crop",  # eval: "crop" (resize + centre crop) or "whole" (the whole image)
+    "tta": "none",  # eval and predict: "none", or "hflip" (mean of the image and its mirror)
+    "label_smoothing": 0.0,
+    "min_scale": 0.08,  # training augmentation: smallest area of a random resized crop
+    "jitter": 0.4,  # training augmentation: colour jitter strength
     "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
     "fast": True,  # frozen mode trains the head on cached features
     "precision": "auto",  # feature extraction: bf16 where the CPU has native support
@@ -56,6 +63,15 @@ def create_run(
         raise TrainingError("epochs, batch size and views must be at least 1")
     if not float(params["lr"]) > 0:
         raise TrainingError(f"learning rate must be positive, not {params['lr']}")
+    if params["eval_fit"] not in FITS:
+        raise TrainingError(f"eval fit must be one of {', '.join(FITS)}, not "
+                            f"{params['eval_fit']!r}")
+    if params["tta"] not in TTAS:
+        raise TrainingError(f"tta must be one of {', '.join(TTAS)}, not {params['tta']!r}")
+    if not 0 < float(params["crop_ratio"]) <= 1 or not 0 < float(params["min_scale"]) <= 1:
+        raise TrainingError("crop ratio and min scale must be in (0, 1]")
+    if not 0 <= float(params["label_smoothing"]) < 1:
+        raise TrainingError("label smoothing must be in [0, 1)")
     run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,
                       state=JobState.QUEUED)
     if isinstance(dataset, Path) or (isinstance(dataset, str) and Path(dataset).is_dir()):

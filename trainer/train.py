@@ -23,7 +23,7 @@ from catalog.store import ImageStore
 from trainer.checkpoint import link_as, load_checkpoint, save_checkpoint
 from trainer.data import DatasetSource, check_source, load_source
 from trainer.errors import TrainingError
-from trainer.features import FeatureCache, cache_key, fill_cache, load_matrix, resolve_precision
+from trainer.features import ViewFeatures, resolve_precision
 from trainer.loops import EvalStats, FeatureLoop, ImageLoop
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
 from trainer.model import ShoalNet, build_model, set_mode
@@ -114,23 +114,28 @@ def _resume_state(plan: Plan, model: ShoalNet, optimizer: torch.optim.Optimizer)
     return ckpt["progress"]
 
 
-def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]
-    hyper = plan.hyper
+def fast_features(arch: str, weights: str, hyper: dict[str, Any], train_tf, eval_tf,  # type: ignore[no-untyped-def]
+                  ) -> ViewFeatures:
+    """The fast path's cached views for a backbone and a pair of transforms."""
     precision = resolve_precision(str(hyper.get("precision", "auto")))
-    key = cache_key(plan.arch, weights_id(plan.arch, plan.weights, int(hyper["seed"])),
-                    {"train": train_tf.spec, "eval": eval_tf.spec}, precision)
-    cache = FeatureCache(get_settings().data_dir / "features", key)
-    views = list(range(int(hyper.get("views", 1))))
-    src = plan.source
-    wanted = [(r, v) for r in src.train for v in views] + [(r, 0) for r in src.val]
-    fill_cache(cache, model.body, wanted, train_tf, eval_tf, precision, progress=progress,
-               workers=int(hyper.get("workers", 0)))
+    return ViewFeatures(get_settings().data_dir / "features", arch,
+                        weights_id(arch, weights, int(hyper["seed"])), train_tf, eval_tf,
+                        precision)
+
+
+def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]
+    hyper, src = plan.hyper, plan.source
+    features = fast_features(plan.arch, plan.weights, hyper, train_tf, eval_tf)
+    views = int(hyper.get("views", 1))
+    features.fill(model.body, src.train, src.val, views, progress=progress,
+                  workers=int(hyper.get("workers", 0)))
     return FeatureLoop(
         model.head, optimizer,
-        load_matrix(cache, src.train, views), torch.tensor([r.label for r in src.train]),
-        load_matrix(cache, src.val, [0])[:, 0], torch.tensor([r.label for r in src.val]),
+        features.pool(src.train, views), torch.tensor([r.label for r in src.train]),
+        features.evaluation(src.val), torch.tensor([r.label for r in src.val]),
         int(hyper["batch_size"]), int(hyper["seed"]),
-    ), {"feature_cache": key, "precision": precision}
+        float(hyper.get("label_smoothing", 0.0)),
+    ), {"feature_cache": features.keys, "precision": features.precision}
 
 
 def _train(plan: Plan, progress: Progress | None) -> None:
@@ -150,6 +155,7 @@ def _train(plan: Plan, progress: Progress | None) -> None:
         loop, extra = ImageLoop(
             model, optimizer, plan.mode, src.train, src.val, train_tf, eval_tf,
             int(hyper["batch_size"]), seed, int(hyper.get("workers", 0)),
+            float(hyper.get("label_smoothing", 0.0)),
         ), {}
     seconds = state["seconds"] + time.perf_counter() - started
     meta = {

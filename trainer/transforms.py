@@ -12,24 +12,64 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
+FITS = ("crop", "whole")  # how the evaluation transform frames an image
+TTAS = ("none", "hflip")  # test-time augmentation: none, or the mean with the mirror image
+
 
 class EvalPreset:
-    """Validation: resize the short side, centre crop, normalise."""
+    """Validation (and prediction): ``fit="crop"`` resizes the short side to ``resize`` and
+    centre-crops ``crop`` (the study's); ``fit="whole"`` resizes the whole image to
+    ``crop`` x ``crop``, so nothing is cut off (a long fish keeps its head and tail).
 
-    def __init__(self, crop: int = 224, resize: int = 256, mean=None, std=None) -> None:  # type: ignore[no-untyped-def]
+    ``tta="hflip"`` asks whoever runs the model to average its logits over the image and its
+    mirror image (``TTA.logits``); the transform itself returns the unmirrored tensor, and
+    mirroring that tensor equals transforming the mirrored image (both fits are symmetric, up
+    to a pixel of centring)."""
+
+    def __init__(  # type: ignore[no-untyped-def]
+        self, crop: int = 224, resize: int = 256, mean=None, std=None, fit: str = "crop",
+        tta: str = "none",
+    ) -> None:
+        if fit not in FITS:
+            raise ValueError(f"eval fit must be one of {', '.join(FITS)}, not {fit!r}")
+        if tta not in TTAS:
+            raise ValueError(f"tta must be one of {', '.join(TTAS)}, not {tta!r}")
+        self.tta = tta
         self.spec: dict[str, Any] = {
             "kind": "eval", "resize": resize, "crop": crop, "mean": list(mean), "std": list(std),
+            "fit": fit, "tta": tta,
         }
+        frame = ([T.Resize(resize, antialias=True), T.CenterCrop(crop)] if fit == "crop"
+                 else [T.Resize((crop, crop), antialias=True)])
         self.transform = T.Compose([
             T.ToImage(),
-            T.Resize(resize, antialias=True),
-            T.CenterCrop(crop),
+            *frame,
             T.ToDtype(torch.float32, scale=True),
             T.Normalize(mean, std),
         ])
 
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> EvalPreset:
+        """The preset a checkpoint describes (checkpoints older than fit/tta: crop, none)."""
+        return cls(spec["crop"], spec["resize"], spec["mean"], spec["std"],
+                   spec.get("fit", "crop"), spec.get("tta", "none"))
+
+    @property
+    def feature_spec(self) -> dict[str, Any]:
+        """What decides a view's pixels, for the feature-cache key: TTA does not (the mirror
+        view is cached as a view of its own)."""
+        return {k: v for k, v in self.spec.items() if k != "tta"}
+
     def __call__(self, img: Image.Image) -> torch.Tensor:
         return self.transform(img)
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
+    """``model(x)``, averaged with ``model`` of the mirrored batch when ``tta == "hflip"``."""
+    logits = model(x)
+    if tta == "hflip":
+        logits = (logits + model(x.flip(-1))) / 2
+    return logits
 
 
 class TrainPreset:
@@ -58,9 +98,12 @@ class TrainPreset:
 
 def presets(arch_mean, arch_std, hyper: dict[str, Any]) -> tuple[TrainPreset, EvalPreset]:  # type: ignore[no-untyped-def]
     crop = int(hyper.get("image_size", 224))
-    resize = int(hyper.get("resize_size", round(crop * 256 / 224)))
+    resize = round(crop / float(hyper.get("crop_ratio", 224 / 256)))
     train = TrainPreset(
         crop, arch_mean, arch_std, scale=(float(hyper.get("min_scale", 0.08)), 1.0),
         jitter=float(hyper.get("jitter", 0.4)),
     )
-    return train, EvalPreset(crop, resize, arch_mean, arch_std)
+    evaluation = EvalPreset(crop, resize, arch_mean, arch_std,
+                            fit=str(hyper.get("eval_fit", "crop")),
+                            tta=str(hyper.get("tta", "none")))
+    return train, evaluation

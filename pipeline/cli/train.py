@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +50,56 @@ def _queue_submit():  # type: ignore[no-untyped-def]
     return submit
 
 
+def _progress(bar, prefix: str):  # type: ignore[no-untyped-def]
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = {"features": "backbone features", "train": "training batch",
+                     "epoch": "epochs", "cross-validation": "recipes cross-validated"
+                     }.get(stage, stage)
+            tasks[stage] = bar.add_task(f"{prefix}: {label}", total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return progress
+
+
 def _run_here(run_id: int) -> TrainingRun:
     from trainer.train import train_run
 
     with progress_bar() as bar:
-        tasks: dict[str, Any] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                label = {"features": "backbone features", "train": "training batch",
-                         "epoch": "epochs"}.get(stage, stage)
-                tasks[stage] = bar.add_task(f"run {run_id}: {label}", total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
         try:
-            return train_run(run_id, progress=progress)
+            return train_run(run_id, progress=_progress(bar, f"run {run_id}"))
         except TrainingError as exc:
             raise UsageError(f"run {run_id} failed: {exc}") from exc
+
+
+RECIPES = ("study", "best", "select")
+
+
+def _select(dataset: str, arch: str, weights: str, mode: str, fixed: dict[str, Any],
+            folds: int) -> Any:
+    """Choose the recipe by cross-validation on the dataset's training split (here, now)."""
+    from catalog.settings import get_settings
+    from catalog.store import ImageStore
+    from trainer.data import check_source, load_source
+    from trainer.recipe import select_recipe
+
+    if mode != "frozen":
+        raise UsageError("--recipe select trains heads on cached features: it needs "
+                         "--mode frozen")
+    with catalog_session() as session:
+        try:
+            source = load_source(session, dataset, ImageStore(get_settings().image_dir))
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
+    with progress_bar() as bar:
+        try:
+            check_source(source)
+            return select_recipe(source, arch, weights, fixed=fixed, folds=folds,
+                                 progress=_progress(bar, "recipe selection"))
+        except TrainingError as exc:
+            raise UsageError(f"recipe selection failed: {exc}") from exc
 
 
 def train_cmd(
@@ -75,8 +109,8 @@ def train_cmd(
                              help="Architecture: resnet34, resnet50, resnet101, efficientnet_lite0 "
                              "(the registry in trainer/registry.py may hold more)."),
     epochs: int = typer.Option(None, help="Epochs (recipe: 10)."),
-    lr: str = typer.Option("1e-4", "--lr",
-                           help="Learning rate; several, comma-separated, queue a sweep."),
+    lr: str = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-4); several, "
+                           "comma-separated, queue a sweep."),
     batch_size: int = typer.Option(None, "--batch-size", help="Batch size (recipe: 16)."),
     mode: str = typer.Option("frozen", help="frozen (head only), finetune (last stage + "
                              "head) or full."),
@@ -86,16 +120,59 @@ def train_cmd(
     weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay."),
     seed: int = typer.Option(None, help="Random seed (recipe: 0)."),
     image_size: int = typer.Option(None, "--image-size", help="Model input size (recipe: 224)."),
+    tta: str = typer.Option(None, "--tta", help="Evaluation and prediction: none (recipe) or "
+                            "hflip (average over the image and its mirror image)."),
+    eval_fit: str = typer.Option(None, "--eval-fit", help="Evaluation and prediction: crop "
+                                 "(recipe: resize, centre crop) or whole (the whole image)."),
+    label_smoothing: float = typer.Option(None, "--label-smoothing",
+                                          help="Cross-entropy label smoothing (recipe: 0)."),
+    recipe: str = typer.Option("study", "--recipe", help="study: the study's recipe; best: "
+                               "Shoal's best recipe for a frozen base (chosen by "
+                               "cross-validation on web-20's training split); select: choose "
+                               "by cross-validation on this dataset's training split, then "
+                               "train the winner. Options given here override the recipe "
+                               "(select: they are fixed, the rest is searched)."),
+    folds: int = typer.Option(5, "--folds", help="Folds of --recipe select."),
     plain: bool = typer.Option(False, "--plain", help="Frozen mode without the feature cache."),
     queue: bool = typer.Option(False, "--queue", help="Enqueue on the train queue."),
     resume: int = typer.Option(None, "--resume", help="Resume run R from its last checkpoint "
                                "(with --epochs to train it further)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Train a classifier with the study's recipe (frozen base, new head, Adam), or a sweep."""
-    from trainer.runs import create_run, get_run
+    """Train a classifier with the study's recipe (frozen base, new head, Adam), Shoal's best
+    recipe, one chosen by cross-validation on the training split, or a sweep."""
+    from trainer.recipe import BEST_RECIPE
+    from trainer.runs import create_run, get_run, run_dir
 
-    lrs = _parse_lrs(lr)
+    if recipe not in RECIPES:
+        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+    lrs: list[float | None] = list(_parse_lrs(lr)) if lr else [None]
+    selection = None
+    hyper: dict[str, Any] = {
+        "epochs": epochs, "batch_size": batch_size, "views": views,
+        "weight_decay": weight_decay, "seed": seed, "image_size": image_size, "tta": tta,
+        "eval_fit": eval_fit, "label_smoothing": label_smoothing,
+        "fast": False if plain else None,
+    }
+    given = {k: v for k, v in hyper.items() if v is not None}
+    if recipe == "best":
+        hyper = {**BEST_RECIPE, **given}
+        lrs = lrs if lr else [BEST_RECIPE.get("lr")]
+    elif recipe == "select" and resume is None:
+        if not dataset:
+            raise UsageError("--dataset is required (a version name or id, or a folder)")
+        if len(lrs) > 1:
+            raise UsageError("--recipe select chooses the learning rate: give one --lr at most")
+        selection = _select(dataset, arch, weights, mode,
+                            {**given, **({"lr": lrs[0]} if lr else {})}, folds)
+        hyper, lrs = dict(selection.best), [selection.best["lr"]]
+        if not as_json:
+            console.print(f"recipe chosen by {selection.folds}-fold cross-validation on "
+                          f"{selection.n_train} training images ({len(selection.scores)} "
+                          f"recipes, {selection.seconds:.0f} s): cv accuracy "
+                          f"{selection.score.accuracy:.3f}; "
+                          + ", ".join(f"{k} {hyper[k]}" for k in selection.varied))
+    hyper.pop("lr", None)
     with catalog_session() as session:
         if resume is not None:
             try:
@@ -109,14 +186,16 @@ def train_cmd(
         else:
             if not dataset:
                 raise UsageError("--dataset is required (a version name or id, or a folder)")
-            hyper = {"epochs": epochs, "batch_size": batch_size, "views": views,
-                     "weight_decay": weight_decay, "seed": seed, "image_size": image_size,
-                     "fast": False if plain else None}
             try:
                 run_ids = [create_run(session, dataset=dataset, arch=arch, weights=weights,
                                       mode=mode, lr=value, **hyper).id for value in lrs]
             except TrainingError as exc:
                 raise UsageError(str(exc)) from exc
+    if selection is not None:
+        out = run_dir(run_ids[0])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe-selection.json").write_text(
+            json.dumps(selection.as_dict(), indent=1, default=str))
     submit = _queue_submit() if (queue or len(run_ids) > 1) else None
     results = []
     for run_id in run_ids:
@@ -130,6 +209,8 @@ def train_cmd(
                           "process[/]")
         run = _run_here(run_id)
         results.append({"run": run_id, "state": run.state,
+                        **({"recipe": selection.best, "cv_accuracy": selection.score.accuracy}
+                           if selection is not None else {}),
                         "best_val_accuracy": run.best_val_accuracy,
                         "final_val_loss": run.final_val_loss,
                         "train_seconds": run.train_seconds,

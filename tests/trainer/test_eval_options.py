@@ -1,0 +1,78 @@
+"""The evaluation options a recipe may choose (framing, mirror TTA) and label smoothing, as
+runs, checkpoints, predictions and the feature caches apply them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from catalog.db import session_scope
+from catalog.models import EpochMetric
+from catalog.settings import get_settings
+from catalog.store import ImageStore
+from tests.trainer.test_training import new_run
+from trainer.checkpoint import load_checkpoint
+from trainer.data import load_source
+from trainer.errors import TrainingError
+from trainer.predict import Predictor
+from trainer.runs import create_run
+from trainer.train import train_run
+from trainer.transforms import EvalPreset
+
+
+def val_records():  # type: ignore[no-untyped-def]
+    with session_scope() as session:
+        return load_source(session, "small-v1", ImageStore(get_settings().image_dir)).val
+
+
+def test_tta_and_whole_framing_reach_checkpoint_and_predictions(small_env) -> None:
+    run = train_run(new_run(tta="hflip", eval_fit="whole", views=2, label_smoothing=0.1,
+                            precision="fp32"))
+    ckpt = load_checkpoint(run.best_checkpoint_path)
+    assert ckpt["transforms"]["eval"]["tta"] == "hflip"
+    assert ckpt["transforms"]["eval"]["fit"] == "whole"
+    assert set(ckpt["feature_cache"]) == {"eval", "train"}
+    # predicting the validation images from the checkpoint (images, mirrored, averaged logits)
+    # reproduces the fast path's evaluation (cached features, averaged over the mirror pair)
+    predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
+    val = val_records()
+    probs = predictor.probabilities(val)
+    targets = torch.tensor([r.label for r in val])
+    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
+    assert loss == pytest.approx(run.final_val_loss, abs=1e-4)
+    with session_scope() as session:
+        metric = session.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)).one()
+    assert float((probs.argmax(1) == targets).float().mean()) == metric.val_accuracy
+    # without TTA the same image gives other probabilities
+    plain = Predictor(predictor.model, predictor.classes,
+                      EvalPreset.from_spec({**ckpt["transforms"]["eval"], "tta": "none"}))
+    assert not torch.allclose(plain.probabilities(val[:1]), probs[:1])
+
+
+def test_tta_reuses_the_augmented_views_and_a_new_framing_gets_its_own_cache(small_env) -> None:
+    def files() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (small_env.data_dir / "features").rglob("*.npy")}
+
+    train_run(new_run(views=3))
+    first = files()
+    assert len(first) == 12 * 3 + 6  # eval: 18 images' view 0; train: 12 x 2 augmented
+    train_run(new_run(views=3, tta="hflip"))
+    second = files()
+    assert len(second) == len(first) + 18 and all(second[p] == t for p, t in first.items())
+    train_run(new_run(views=3, eval_fit="whole"))
+    third = files()
+    assert len(third) == len(second) + 18  # a new eval cache, the augmented views reused
+    keys = {p.relative_to(small_env.data_dir / "features").parts[0] for p in third}
+    assert len(keys) == 3
+
+
+def test_bad_eval_options_are_refused(small_env) -> None:
+    with session_scope() as session:
+        for kwargs, fragment in [({"tta": "vflip"}, "tta must be"),
+                                 ({"eval_fit": "pad"}, "eval fit must be"),
+                                 ({"label_smoothing": 1.0}, "label smoothing")]:
+            with pytest.raises(TrainingError, match=fragment):
+                create_run(session, dataset="small-v1", arch="resnet34", **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from sqlalchemy import select, update
 
 from catalog.db import session_scope
 from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
-from catalog.ingest import SourceInfo, ingest_bytes
+from catalog.ingest import SourceInfo, ingest_known, ingest_normalised
 from catalog.models import Image, ImageStatus, ReviewDecision, ReviewTask, Species
 from catalog.species import SpeciesSpec, get_species, upsert_species
 from catalog.store import ImageStore
@@ -62,8 +63,10 @@ class Catalog:
             for path, raw, norm in self.photos[slug][start:stop]:
                 source = SourceInfo(url=f"https://{site}.test/{slug}/{path.name}", site=site,
                                     license=license, keyword=slug)
-                result = ingest_bytes(session, self.store, raw, species_id=species_id,
-                                      source=source, normalised=norm)
+                # the photos were normalised once for the session: the crawler's worker path
+                result = ingest_known(session, hashlib.sha256(raw).hexdigest(), source,
+                                      species_id) or ingest_normalised(
+                    session, self.store, raw, norm, species_id=species_id, source=source)
                 if result.outcome == "new":
                     new.append(result.image_id)
         self.ids.setdefault(slug, []).extend(new)

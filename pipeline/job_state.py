@@ -111,8 +111,11 @@ class JobContext:
                     .where(Job.id == self.job_id, Job.state == JobState.RUNNING)
                     .values(progress=max(0.0, min(1.0, fraction)), message=message)
                 ).rowcount
-        except OperationalError:  # SQLite busy with the body's own writes: report next time
-            running = True
+        except OperationalError:  # SQLite busy: the progress waits for the next report, but a
+            # cancellation is still seen now (a read never waits for a writer in WAL mode)
+            with bookkeeping_session(busy_ms=0) as session:
+                state = session.scalar(select(Job.state).where(Job.id == self.job_id))
+            running = state == JobState.RUNNING
         if not running:
             self.cancelled.set()
         self.check_cancelled()

@@ -279,12 +279,11 @@ def cancel_jobs(session: Session, job_ids: list[int], reason: str) -> list[int]:
     at their next progress report or heartbeat."""
     if not job_ids:
         return []
-    ids = list(session.scalars(
-        select(Job.id).where(Job.id.in_(job_ids), Job.state.in_(ACTIVE))
-    ))
-    if ids:
-        session.execute(
-            update(Job).where(Job.id.in_(ids), Job.state.in_(ACTIVE))
-            .values(state=JobState.CANCELLED, message=reason, finished_at=utcnow())
-        )
-    return ids
+    # the ids the UPDATE itself moved: a job that finished between a read and this write (its
+    # body committed meanwhile) is not reported as cancelled
+    moved = session.scalars(
+        update(Job).where(Job.id.in_(job_ids), Job.state.in_(ACTIVE))
+        .values(state=JobState.CANCELLED, message=reason, finished_at=utcnow())
+        .returning(Job.id)
+    )
+    return sorted(moved)

@@ -162,6 +162,9 @@ def cancel(job_id: int) -> list[int]:
         if job.state in JobState.FINISHED:
             raise UsageError(f"job {job_id} already {job.state}")
         ids = cancel_jobs(session, [job_id, *followers(session, job_id)], "cancelled by user")
+        if job_id not in ids:  # it finished while we were cancelling it
+            session.refresh(job)
+            raise UsageError(f"job {job_id} already {job.state}")
         task_ids = list(session.scalars(select(Job.task_id).where(Job.id.in_(ids))))
     if broker_configured() and task_ids:
         from pipeline.celery_app import app

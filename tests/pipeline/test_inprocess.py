@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -106,27 +105,64 @@ def test_jobs_list_show_cancel(sqlite_env) -> None:
 
 
 def test_cancel_stops_a_running_job(sqlite_env, fishdata: Path, monkeypatch) -> None:
+    from pipeline.job_state import JobContext
+
     monkeypatch.setattr("pipeline.job_state.PROGRESS_EVERY_S", 0.0)  # every report is written
+    # the body pauses after its first report (between transactions) until the cancel is in,
+    # so the test does not race the import to its end
+    reported, cancelled = threading.Event(), threading.Event()
+    report = JobContext.progress
+
+    def pausing_progress(self: JobContext, fraction: float, message: str | None = None) -> None:
+        report(self, fraction, message)
+        if not reported.is_set():
+            reported.set()
+            assert cancelled.wait(60)
+
+    monkeypatch.setattr(JobContext, "progress", pausing_progress)
     folder = fishdata / "web-20" / "Baim"
     box: dict[str, Job] = {}
     thread = threading.Thread(target=lambda: box.update(job=jobs.submit(
         "import_photos", {"path": str(folder), "species": "hairtail"})))
     thread.start()
-    deadline = time.monotonic() + 60
-    while True:
-        with session_scope() as session:
-            job = session.scalar(select(Job))
-        if job is not None and job.state == JobState.RUNNING and job.progress > 0:
-            break
-        assert time.monotonic() < deadline and (job is None or job.state == JobState.QUEUED
-                                                or job.state == JobState.RUNNING)
-        time.sleep(0.05)
+    assert reported.wait(60)
+    with session_scope() as session:
+        job = session.scalars(select(Job)).one()
+    assert job.state == JobState.RUNNING and job.progress > 0
     assert jobs.cancel(job.id) == [job.id]
+    cancelled.set()
     thread.join(timeout=120)
     done = box["job"]
     assert done.state == JobState.CANCELLED
     assert done.message == "cancelled while running"
-    assert image_count() < len(list(folder.iterdir()))
+    assert 0 < image_count() < len(list(folder.iterdir()))
+
+
+def test_cancel_of_a_job_that_just_finished_says_so(sqlite_env, monkeypatch) -> None:
+    from pipeline.job_state import cancel_jobs
+
+    with session_scope() as session:
+        rows, _ = jobs.create_rows(session, [("dataset_create", {}), ("train", {})], None)
+        # the first finished after the caller read it as running: the UPDATE moves no row
+        session.execute(update(Job).where(Job.id == rows[0].id)
+                        .values(state=JobState.SUCCEEDED))
+        assert cancel_jobs(session, [rows[0].id], "late") == []
+    cli("jobs", "cancel", str(rows[0].id), code=2)
+    assert json.loads(cli("jobs", "show", str(rows[1].id), "--json"))["state"] == "queued"
+
+    # the same race inside `jobs cancel`: it read the job as queued, then it finished
+    with session_scope() as session:
+        (late,), _ = jobs.create_rows(session, [("dataset_create", {})], None)
+    real_followers = jobs.followers
+
+    def finishing_meanwhile(session, job_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+        with session_scope() as other:
+            other.execute(update(Job).where(Job.id == late.id).values(state=JobState.FAILED))
+        return real_followers(session, job_id)
+
+    monkeypatch.setattr(jobs, "followers", finishing_meanwhile)
+    result = runner.invoke(app, ["jobs", "cancel", str(late.id)])
+    assert result.exit_code == 2 and "already failed" in result.output
 
 
 def test_schedule_commands_and_atomic_claim(sqlite_env) -> None:

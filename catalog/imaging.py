@@ -157,6 +157,14 @@ def hash_stored(data: bytes) -> tuple[str, str]:
     return hash_image(img.convert("L"))
 
 
+def capped_size(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """The size with the long side capped, aspect kept. Draft mode needs this, not a square:
+    it keeps *both* sides at least as big as asked, so a square cap would stop a landscape
+    photo's decode from scaling down by its short side."""
+    scale = min(1.0, long_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
     """Check and re-encode ``raw``. Raises :class:`ImageRejected` with a reason when refused."""
     limits = limits or Limits()
@@ -183,7 +191,7 @@ def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
     img = _open(raw)
     if fmt == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
         # decode at 1/2, 1/4 or 1/8 scale straight from the DCT: big photos load much faster
-        img.draft(img.mode, (limits.max_long_side, limits.max_long_side))
+        img.draft(img.mode, capped_size(src_w, src_h, limits.max_long_side))
     try:
         img.load()
     except (OSError, SyntaxError, ValueError) as exc:

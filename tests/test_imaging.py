@@ -2,12 +2,13 @@ import io
 
 import imagehash
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from catalog.imaging import (
     ImageRejected,
     Limits,
     Reject,
+    capped_size,
     hash_stored,
     normalise,
     sniff_format,
@@ -86,3 +87,24 @@ def test_real_photos_normalise(fishdata):
     for photo in photos:
         norm = normalise(photo.read_bytes())
         assert max(norm.width, norm.height) <= 1024
+
+
+def test_a_wide_jpeg_is_decoded_at_reduced_scale_by_its_long_side(monkeypatch):
+    """3000x1000 capped at 1024 may decode at 1/2 scale (1500x500 still covers 1024x341);
+    a square draft request would have kept the full size because of the short side."""
+    buf = io.BytesIO()
+    Image.new("RGB", (3000, 1000), (20, 90, 160)).save(buf, "JPEG")
+    decoded: list[tuple[int, int]] = []
+    draft = JpegImagePlugin.JpegImageFile.draft
+
+    def recording_draft(self, mode, size):  # type: ignore[no-untyped-def]
+        result = draft(self, mode, size)
+        decoded.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recording_draft)
+    norm = normalise(buf.getvalue())
+    assert decoded[0] == (1500, 500)
+    assert (norm.width, norm.height) == (1024, 341)
+    assert capped_size(3000, 1000, 1024) == (1024, 341)
+    assert capped_size(600, 900, 1024) == (600, 900)

@@ -12,9 +12,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection
 
-from catalog.db import session_factory
+from catalog.db import get_engine
 from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
 from catalog.ingest import IngestResult, SourceInfo, ingest_known, ingest_normalised
 from catalog.store import ImageStore
@@ -31,7 +31,7 @@ class WorkerConfig:
 @dataclass
 class _Worker:
     config: WorkerConfig
-    sessions: sessionmaker[Session]
+    connection: Connection  # one per worker for its lifetime: a Core connection, no ORM
     store: ImageStore
 
 
@@ -39,19 +39,18 @@ _worker: _Worker | None = None
 
 
 def init_worker(config: WorkerConfig) -> None:
-    """``ProcessPoolExecutor`` initializer: one engine and store per worker process."""
+    """``ProcessPoolExecutor`` initializer: one connection and store per worker process."""
     global _worker
-    _worker = _Worker(config, session_factory(config.database_url),
+    _worker = _Worker(config, get_engine(config.database_url).connect(),
                       ImageStore(Path(config.image_dir)))
 
 
 def ingest_downloaded(raw: bytes, source: SourceInfo) -> IngestResult:
     """Catalog one downloaded body; the decode and re-encode happen outside any transaction."""
     assert _worker is not None, "init_worker was not called in this process"
-    cfg = _worker.config
-    with _worker.sessions() as session:
-        known = ingest_known(session, hashlib.sha256(raw).hexdigest(), source, cfg.species_id)
-        session.commit()
+    cfg, conn = _worker.config, _worker.connection
+    with conn.begin():
+        known = ingest_known(conn, hashlib.sha256(raw).hexdigest(), source, cfg.species_id)
     if known is not None:
         return known
     outcome: NormalisedImage | ImageRejected
@@ -59,8 +58,6 @@ def ingest_downloaded(raw: bytes, source: SourceInfo) -> IngestResult:
         outcome = normalise(raw, cfg.limits)
     except ImageRejected as rej:
         outcome = rej
-    with _worker.sessions() as session:
-        result = ingest_normalised(session, _worker.store, raw, outcome,
-                                   species_id=cfg.species_id, source=source)
-        session.commit()
-    return result
+    with conn.begin():
+        return ingest_normalised(conn, _worker.store, raw, outcome,
+                                 species_id=cfg.species_id, source=source)

@@ -9,6 +9,7 @@ reactor keeps the GIL to itself) and image bodies go one way through the pipe: o
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def init_worker(config: WorkerConfig) -> None:
     global _worker
     _worker = _Worker(config, get_engine(config.database_url).connect(),
                       ImageStore(Path(config.image_dir)))
+
+
+def worker_ready() -> int:
+    """A no-op task that makes the pool start a worker (its pid, for the curious)."""
+    assert _worker is not None, "init_worker was not called in this process"
+    return os.getpid()
 
 
 def ingest_downloaded(raw: bytes, source: SourceInfo) -> IngestResult:

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from multiprocessing import get_context
 from pathlib import Path
@@ -34,7 +34,7 @@ from catalog.imaging import Limits, Reject
 from catalog.ingest import IngestResult, SourceInfo, record_source
 from catalog.models import Image, ImageSource, ImageStatus
 from crawler.failures import UrlFailure, classify
-from crawler.ingesting import WorkerConfig, ingest_downloaded, init_worker
+from crawler.ingesting import WorkerConfig, ingest_downloaded, init_worker, worker_ready
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +102,20 @@ class CatalogPipeline(FilesPipeline):
         self.lookup_conn: Connection | None = None
         self.inline_lookups = self.database_url.startswith("sqlite")
         self.executor = ThreadPoolExecutor(4, thread_name_prefix="shoal-catalog")
+        self.worker_count = max(1, s.getint("SHOAL_INGEST_WORKERS", 2))
         self.workers = ProcessPoolExecutor(
-            max(1, s.getint("SHOAL_INGEST_WORKERS", 2)), mp_context=_worker_context(),
+            self.worker_count, mp_context=_worker_context(),
             initializer=init_worker, initargs=(WorkerConfig(
                 database_url=s["SHOAL_DATABASE_URL"], image_dir=str(Path(s["SHOAL_IMAGE_DIR"])),
                 limits=Limits(**s.getdict("SHOAL_LIMITS")), species_id=self.species_id),))
         self.on_image: Callable[[dict[str, Any]], None] | None = s.get("SHOAL_ON_IMAGE")
+
+    def open_spider(self, spider: Any = None) -> None:
+        super().open_spider(spider)
+        # start the forkserver and every worker now, before the first download: a pool starts
+        # them on demand, which blocked the reactor for the forkserver's imports at the first
+        # body and left the early bodies queued behind the workers' start
+        wait([self.workers.submit(worker_ready) for _ in range(self.worker_count)])
 
     def close_spider(self, spider: Any = None) -> None:
         self.executor.shutdown(wait=True)

@@ -1,15 +1,16 @@
 """Crawl-to-catalog throughput: Shoal's pipeline beside Scrapy's stock ImagesPipeline.
 
 Both crawl the same shop search on the local test site with the same spider and the same
-Scrapy settings (AutoThrottle off: on loopback it only adds delay), one after the other in
-this run. The site serves the real web-20 photos under ``--variants`` distinct URLs each, and
-every URL has distinct bytes *and* distinct pixels (the original, then re-encodings at 640 and
+Scrapy settings (AutoThrottle off: on loopback it only adds delay), alternating for
+``--rounds`` rounds in this run (a shared host's speed drifts by 10% from minute to minute;
+the medians and every round's ratio are printed). The site serves the real web-20 photos
+under ``--variants`` distinct URLs each, and every URL has distinct bytes *and* distinct pixels (the original, then re-encodings at 640 and
 400 px and so on, made before timing starts), so no image is skipped as already known: every
 one is fetched, validated, normalised, hashed and catalogued (Shoal) or fetched, converted and
 saved (stock). Rates are images finished per second of crawl time (Scrapy's
 ``elapsed_time_seconds``, spider open to close); wall time with process start is printed too.
 
-    python benchmarks/ingest.py [--variants 3] [--photos DIR]
+    python benchmarks/ingest.py [--variants 3] [--rounds 3] [--photos DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,10 +126,16 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=Path(os.environ.get(
         "SHOAL_FISHDATA", REPO.parent / "shared" / "fishdata")) / "web-20")
     parser.add_argument("--variants", type=int, default=3, help="URLs (distinct bytes) a photo")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="runs of each arm, alternating; the medians are reported")
     parser.add_argument("--stock-child", help=argparse.SUPPRESS)
+    parser.add_argument("--shoal-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stock_child:
         run_stock_child(json.loads(args.stock_child))
+        return
+    if args.shoal_child:
+        print(json.dumps(run_shoal(args.shoal_child, {})))
         return
 
 
@@ -141,6 +149,32 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def run_stock(work: Path, env: dict[str, str]) -> dict[str, Any]:
+    work.mkdir(parents=True)
+    t = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, __file__, "--stock-child", json.dumps({"store": str(work)})],
+        env=_child_env(env), capture_output=True, text=True, check=True)
+    stock = json.loads(out.stdout.strip().splitlines()[-1])
+    stock["wall_seconds"] = round(time.perf_counter() - t, 2)
+    stock["images_per_s"] = stock["downloaded"] / stock["elapsed_seconds"]
+    return stock
+
+
+def run_shoal_child(work: Path, env: dict[str, str]) -> dict[str, Any]:
+    """``run_shoal`` in a fresh process per round, as a user's ``shoal crawl`` would be."""
+    work.mkdir(parents=True)
+    shoal_env = {**env, "SHOAL_DATA_DIR": str(work / "shoal"),
+                 "SHOAL_DATABASE_URL": f"sqlite:///{work / 'shoal.db'}"}
+    out = subprocess.run(
+        [sys.executable, __file__, "--shoal-child", str(work)],
+        env=_child_env(shoal_env), capture_output=True, text=True, check=True)
+    shoal = json.loads(out.stdout.strip().splitlines()[-1])
+    done = shoal["stored"] + shoal["duplicates"] + shoal["rejected_total"]
+    shoal["images_per_s"] = done / shoal["elapsed_seconds"]
+    return shoal
+
+
 def measure(args: argparse.Namespace, work: Path) -> None:
     from crawler.testsite.server import serve
 
@@ -149,6 +183,8 @@ def measure(args: argparse.Namespace, work: Path) -> None:
     load = os.getloadavg()
     print(f"cpus: {os.cpu_count()}, load average at start: {load[0]:.2f}")
     t0 = time.perf_counter()
+    stock_runs: list[dict[str, Any]] = []
+    shoal_runs: list[dict[str, Any]] = []
     with serve(args.photos, {KEYWORD: args.photos}, variants=args.variants, hostile=False,
                prepare=True) as site:
         urls = len(site.photos.entries)
@@ -159,37 +195,38 @@ def measure(args: argparse.Namespace, work: Path) -> None:
               f"({1000 / ceiling_ms:.1f} images/s per core)")
         env = {**site.env(), **CRAWL_ENV, "SHOAL_CRAWL_PROFILE_DIRS": str(work / "profiles"),
                "SHOAL_CRAWL_SITE_SHOP_BENCH": f"{site.base_url}/shop"}
+        # the arms alternate, so a drift in the machine's speed (a shared host) hits both
+        for n in range(args.rounds):
+            stock = run_stock(work / f"stock-{n}", env)
+            shoal = run_shoal_child(work / f"shoal-{n}", env)
+            stock_runs.append(stock)
+            shoal_runs.append(shoal)
+            print(f"round {n + 1}: stock ImagesPipeline {stock['downloaded']} images in "
+                  f"{stock['elapsed_seconds']:.1f}s = {stock['images_per_s']:.1f}/s; Shoal "
+                  f"{shoal['stored']} stored, {shoal['duplicates']} same bytes/pixels, "
+                  f"{shoal['rejected_total']} rejected in {shoal['elapsed_seconds']:.1f}s = "
+                  f"{shoal['images_per_s']:.1f}/s; ratio "
+                  f"{shoal['images_per_s'] / stock['images_per_s']:.2f}", flush=True)
 
-        t = time.perf_counter()
-        out = subprocess.run(
-            [sys.executable, __file__, "--stock-child", json.dumps({"store": str(work)})],
-            env=_child_env(env), capture_output=True, text=True, check=True)
-        stock = json.loads(out.stdout.strip().splitlines()[-1])
-        stock["wall_seconds"] = round(time.perf_counter() - t, 2)
-
-        shoal = run_shoal(work, {**env, "SHOAL_DATA_DIR": str(work / "shoal"),
-                                 "SHOAL_DATABASE_URL": f"sqlite:///{work / 'shoal.db'}"})
-
-    shoal_done = shoal["stored"] + shoal["duplicates"] + shoal["rejected_total"]
-    shoal_rate = shoal_done / shoal["elapsed_seconds"]
-    stock_rate = stock["downloaded"] / stock["elapsed_seconds"]
-    print(f"stock ImagesPipeline: {stock['downloaded']} images in "
-          f"{stock['elapsed_seconds']:.1f}s = {stock_rate:.1f} images/s "
-          f"(wall {stock['wall_seconds']}s)")
-    print(f"Shoal CatalogPipeline: {shoal_done} images ({shoal['stored']} stored, "
-          f"{shoal['duplicates']} same bytes/pixels as another, {shoal['rejected_total']} "
-          f"rejected {shoal['rejected']}) in {shoal['elapsed_seconds']:.1f}s = "
-          f"{shoal_rate:.1f} images/s (wall {shoal['wall_seconds']}s)")
-    print(f"ratio Shoal / stock: {shoal_rate / stock_rate:.2f}")
+    stock_rate = statistics.median(r["images_per_s"] for r in stock_runs)
+    shoal_rate = statistics.median(r["images_per_s"] for r in shoal_runs)
+    ratios = [a["images_per_s"] / b["images_per_s"] for a, b in zip(shoal_runs, stock_runs,
+                                                                      strict=True)]
+    print(f"median of {args.rounds} rounds: stock {stock_rate:.1f} images/s, Shoal "
+          f"{shoal_rate:.1f} images/s; ratio Shoal / stock {shoal_rate / stock_rate:.2f} "
+          f"(per round {', '.join(f'{r:.2f}' for r in ratios)})")
+    keep = ("images_found", "stored", "duplicates", "rejected_total", "elapsed_seconds",
+            "wall_seconds")
     print(json.dumps({
-        "benchmark": "ingest", "urls": urls, "variants": args.variants,
+        "benchmark": "ingest", "urls": urls, "variants": args.variants, "rounds": args.rounds,
         "cpus": os.cpu_count(), "loadavg_start": round(load[0], 2),
         "shoal_images_per_s": round(shoal_rate, 2), "stock_images_per_s": round(stock_rate, 2),
         "ratio": round(shoal_rate / stock_rate, 3),
+        "ratio_per_round": [round(r, 3) for r in ratios],
         "normalise_ms_per_image_one_thread": round(ceiling_ms, 1),
-        "shoal": {k: shoal[k] for k in ("images_found", "stored", "duplicates",
-                                        "rejected_total", "elapsed_seconds", "wall_seconds")},
-        "stock": stock,
+        "shoal": [{k: r[k] for k in keep} for r in shoal_runs],
+        "stock": [{k: r[k] for k in ("downloaded", "elapsed_seconds", "wall_seconds")}
+                  for r in stock_runs],
     }))
 
 

@@ -3,12 +3,13 @@
 Both crawl the same shop search on the local test site with the same spider and the same
 Scrapy settings (AutoThrottle off: on loopback it only adds delay), alternating for
 ``--rounds`` rounds in this run (a shared host's speed drifts by 10% from minute to minute;
-the medians and every round's ratio are printed). The site serves the real web-20 photos
-under ``--variants`` distinct URLs each, and every URL has distinct bytes *and* distinct pixels (the original, then re-encodings at 640 and
-400 px and so on, made before timing starts), so no image is skipped as already known: every
-one is fetched, validated, normalised, hashed and catalogued (Shoal) or fetched, converted and
-saved (stock). Rates are images finished per second of crawl time (Scrapy's
-``elapsed_time_seconds``, spider open to close); wall time with process start is printed too.
+the medians and every round's ratio are printed). The site serves the real web-20 photos under
+``--variants`` distinct URLs each, and every URL has distinct bytes *and* distinct pixels (the
+original, then re-encodings at 640 and 400 px and so on, made before timing starts), so no
+image is skipped as already known: every one is fetched, validated, normalised, hashed and
+catalogued (Shoal) or fetched, converted and saved (stock). Rates are images finished per
+second of crawl time (Scrapy's ``elapsed_time_seconds``, spider open to close); wall time with
+process start is printed too.
 
     python benchmarks/ingest.py [--variants 3] [--rounds 3] [--photos DIR]
 """

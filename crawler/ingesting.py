@@ -9,6 +9,7 @@ reactor keeps the GIL to itself) and image bodies go one way through the pipe: o
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from catalog.db import get_engine
 from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
 from catalog.ingest import IngestResult, SourceInfo, ingest_known, ingest_normalised
 from catalog.store import ImageStore
+from crawler.batching import ItemFailed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,3 +72,15 @@ def ingest_downloaded(raw: bytes, source: SourceInfo) -> IngestResult:
     with conn.begin():
         return ingest_normalised(conn, _worker.store, raw, outcome,
                                  species_id=cfg.species_id, source=source)
+
+
+def ingest_many(bodies: list[tuple[bytes, SourceInfo]]) -> list[IngestResult | ItemFailed]:
+    """``ingest_downloaded`` for a batch; an image that raises fails alone, not its batch."""
+    out: list[IngestResult | ItemFailed] = []
+    for raw, source in bodies:
+        try:
+            out.append(ingest_downloaded(raw, source))
+        except Exception as exc:  # reported on that image's URL by the crawl's process
+            log.warning("ingest of %s failed", source.url, exc_info=True)
+            out.append(ItemFailed(f"{type(exc).__name__}: {exc}"))
+    return out

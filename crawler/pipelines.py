@@ -33,8 +33,9 @@ from catalog.db import get_engine, session_factory
 from catalog.imaging import Limits, Reject
 from catalog.ingest import IngestResult, SourceInfo, record_source
 from catalog.models import Image, ImageSource, ImageStatus
+from crawler.batching import Batcher
 from crawler.failures import UrlFailure, classify
-from crawler.ingesting import WorkerConfig, ingest_downloaded, init_worker, worker_ready
+from crawler.ingesting import WorkerConfig, ingest_many, init_worker, worker_ready
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class CatalogPipeline(FilesPipeline):
             initializer=init_worker, initargs=(WorkerConfig(
                 database_url=s["SHOAL_DATABASE_URL"], image_dir=str(Path(s["SHOAL_IMAGE_DIR"])),
                 limits=Limits(**s.getdict("SHOAL_LIMITS")), species_id=self.species_id),))
+        self.batcher: Batcher[tuple[bytes, SourceInfo], IngestResult] = Batcher(
+            self.workers, ingest_many, depth=2 * self.worker_count)
         self.on_image: Callable[[dict[str, Any]], None] | None = s.get("SHOAL_ON_IMAGE")
 
     def open_spider(self, spider: Any = None) -> None:
@@ -118,6 +121,7 @@ class CatalogPipeline(FilesPipeline):
         wait([self.workers.submit(worker_ready) for _ in range(self.worker_count)])
 
     def close_spider(self, spider: Any = None) -> None:
+        self.crawler.stats.set_value("shoal/ingest_batches", self.batcher.batches)
         self.executor.shutdown(wait=True)
         self.workers.shutdown(wait=True)
         if self.lookup_conn is not None:
@@ -182,8 +186,7 @@ class CatalogPipeline(FilesPipeline):
                     "detail": f"HTTP {response.status}", "http_status": response.status}
         self.crawler.stats.inc_value("shoal/bytes", len(response.body))
         source = source_info(item, request.url, self.crawl_job_id)
-        result: IngestResult = await asyncio.wrap_future(
-            self.workers.submit(ingest_downloaded, response.body, source))
+        result = await self.batcher.submit((response.body, source))
         return {"url": request.url, "path": "", "checksum": None, "status": result.outcome,
                 "image_id": result.image_id, "reason": result.reason}
 

@@ -24,6 +24,7 @@ def summarise(stats: dict[str, Any]) -> dict[str, Any]:
         "rejected_total": sum(rejected.values()),
         "skipped": _prefixed(stats, "shoal/skipped/"),
         "bytes": int(stats.get("shoal/bytes", 0)),
+        "ingest_batches": int(stats.get("shoal/ingest_batches", 0)),  # tasks sent to workers
         "elapsed_seconds": round(float(stats.get("elapsed_time_seconds", 0.0)), 3),
         "finish_reason": stats.get("finish_reason"),
     }

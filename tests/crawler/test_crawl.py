@@ -113,6 +113,7 @@ def test_recrawl_adds_no_rows(crawl_env_any_db):
     assert first.id != second.id
     assert _counts() == counts
     assert first.stats["stored"] == counts[0] > 0
+    assert 1 <= first.stats["ingest_batches"] <= first.stats["images_found"]
     assert second.stats["stored"] == 0 and second.stats["duplicates"] == 0
     assert second.stats["existing"] == first.stats["images_found"]
     with session_scope() as s:  # the sources now point at the latest sighting's job

@@ -2,12 +2,13 @@
 
 ``CatalogPipeline`` is a ``FilesPipeline`` whose "store" is the catalog: Scrapy schedules,
 throttles, retries, caps and de-duplicates the downloads (robots.txt, redirects and timeouts
-included) and hands each body to ``catalog.ingest.ingest_bytes``, which validates, normalises,
+included) and hands each body to the catalog's ingest path, which validates, normalises,
 hashes, stores and records it. That whole step runs in worker processes, each with its own
-catalog connection (``crawler.ingesting``), so downloads keep flowing (the reactor is never
-starved of the GIL) while images decode, and a body crosses the pipe once. The crawl's own
-process only looks up known URLs (inline on SQLite, whose reads cost less than a thread hop;
-in a thread on a server) and records URL failures and repeat sightings, in threads.
+catalog connection (``crawler.ingesting``), fed in batches that form while they are busy
+(``crawler.batching``), so downloads keep flowing (the reactor is never starved of the GIL)
+while images decode, and a body crosses the pipe once. The crawl's own process only looks up
+known URLs (inline on SQLite, whose reads cost less than a thread hop; in a thread on a
+server) and records URL failures and repeat sightings, in threads.
 """
 
 from __future__ import annotations

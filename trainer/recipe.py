@@ -221,7 +221,8 @@ def select_recipe(
     train = list(source.train)
     labels = torch.tensor([r.label for r in train])
     fold_of = assign_folds(train, folds, int(cands[0]["seed"]))
-    body = build_model(arch, len(source.classes), weights, int(cands[0]["seed"])).body
+    layers = max(int(h["feature_layers"]) for h in cands)
+    model = build_model(arch, len(source.classes), weights, int(cands[0]["seed"]), layers)
     groups: dict[str, list[dict[str, Any]]] = {}
     for hyper in cands:
         groups.setdefault(repr([hyper[k] for k in (*TRANSFORM_KEYS, "seed", "precision")]),
@@ -230,11 +231,17 @@ def select_recipe(
     for group in groups.values():
         views = max(int(h["views"]) for h in group)
         train_tf, eval_tf = presets(spec.mean, spec.std, group[0])
-        features = fast_features(arch, weights, group[0], train_tf, eval_tf)
-        features.fill(body, train, [], views, progress=progress,
-                      workers=int(group[0].get("workers", 0)))
-        pool, evals = features.pool(train, views), features.evaluation(train)
+        # one forward fills every layer any candidate of the group uses
+        fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
+                      eval_tf).fill(model, train, [], views, progress=progress,
+                                    workers=int(group[0].get("workers", 0)))
+        loaded: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
         for hyper in group:
+            head_input = (int(hyper["feature_layers"]), str(hyper["feature_norm"]))
+            if head_input not in loaded:
+                features = fast_features(arch, weights, hyper, train_tf, eval_tf)
+                loaded[head_input] = (features.pool(train, views), features.evaluation(train))
+            pool, evals = loaded[head_input]
             scores.append(cross_validate(pool, evals, labels, fold_of, hyper,
                                          len(source.classes)))
             if progress:

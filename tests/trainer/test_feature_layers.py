@@ -109,10 +109,12 @@ def test_layers_are_cached_apart_and_shared_between_runs(small_env) -> None:
 def test_selection_searches_layers_over_one_forward(small_env) -> None:
     with session_scope() as session:
         src = load_source(session, "small-v1", ImageStore(get_settings().image_dir))
+    threads = torch.get_num_threads()
     selection = select_recipe(src, "resnet34", "none", folds=2,
                               space={"feature_layers": [1, 2, 3], "feature_norm": ["none", "l2"]},
                               base={**FAST, "precision": "fp32"})
     assert len(selection.scores) == 6
+    assert torch.get_num_threads() == threads  # heads train on one thread, then it is restored
     assert selection.varied == ["feature_layers", "feature_norm"]
     root = get_settings().data_dir / "features"
     cached = list(root.rglob("*.npy"))

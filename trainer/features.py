@@ -1,11 +1,14 @@
 """The fast path's feature cache: a frozen backbone's pooled features, computed once per image
 and view, stored under ``<data dir>/features/<key>/``.
 
-A key hashes architecture, weights, one transform and precision; a file inside it is named by
-the image's sha256 and the view index. Two caches serve a run (``ViewFeatures``): the eval
-transform's, holding view 0 (the eval transform) and view 1 (its mirror image, for TTA), and
-the training transform's, holding views 1..n-1, each augmented under a seed derived from the
-image and the view, so the cache is the same whichever run fills it.
+A key hashes architecture, weights, one transform, precision and the feature layer (the
+classifier's input, ``out``, or one of the arch's taps, whose globally pooled output
+``feature_layers`` > 1 appends); a file inside it is named by the image's sha256 and the view
+index. Two caches per layer serve a run (``ViewFeatures``): the eval transform's, holding view 0
+(the eval transform) and view 1 (its mirror image, for TTA), and the training transform's,
+holding views 1..n-1, each augmented under a seed derived from the image and the view, so the
+cache is the same whichever run fills it. Layers are cached apart, so runs with fewer layers
+reuse the caches of runs with more (and the other way round).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 import torch
 
 from trainer.data import Record, open_rgb
+from trainer.model import OUT, ShoalNet, join_layers
 
 Progress = Callable[[str, int, int], None]
 
@@ -43,11 +47,15 @@ def resolve_precision(asked: str) -> str:
     return asked
 
 
-def cache_key(arch: str, weights_id: str, spec: dict[str, Any], precision: str) -> str:
-    blob = json.dumps(
-        {"arch": arch, "weights": weights_id, "transform": spec, "precision": precision},
-        sort_keys=True,
-    )
+def cache_key(arch: str, weights_id: str, spec: dict[str, Any], precision: str,
+              layer: str = OUT) -> str:
+    """The cache of one (backbone, transform, precision, feature layer); the classifier
+    input's key is what it was before layers existed, so those caches stay valid."""
+    what: dict[str, Any] = {"arch": arch, "weights": weights_id, "transform": spec,
+                            "precision": precision}
+    if layer != OUT:
+        what["layer"] = layer
+    blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -106,6 +114,32 @@ class TrainViews:
             return self.transform(img)
 
 
+class Layers:
+    """One cache per feature layer, all of the same transform, filled by the same forward."""
+
+    def __init__(self, root: Path, arch: str, weights_id: str, spec: dict[str, Any],
+                 precision: str, layers: Sequence[str]) -> None:
+        self.caches = [FeatureCache(root, cache_key(arch, weights_id, spec, precision, layer))
+                       for layer in layers]
+
+    def has(self, sha256: str, view: int) -> bool:
+        return all(cache.has(sha256, view) for cache in self.caches)
+
+    def save(self, sha256: str, view: int, rows: Sequence[np.ndarray]) -> None:
+        """Store the layers not yet cached; those already there stay as they are."""
+        for cache, row in zip(self.caches, rows, strict=True):
+            if not cache.has(sha256, view):
+                cache.save(sha256, view, row)
+
+    def load(self, records: Sequence[Record], views: Sequence[int]) -> list[torch.Tensor]:
+        """Each layer's features as [len(records), len(views), dim]."""
+        return [load_matrix(cache, records, views) for cache in self.caches]
+
+    @property
+    def keys(self) -> list[str]:
+        return [cache.dir.name for cache in self.caches]
+
+
 class _Todo(torch.utils.data.Dataset):
     def __init__(self, todo: Sequence[tuple[int, Record, int]], makers: Sequence) -> None:  # type: ignore[type-arg]
         self.todo, self.makers = todo, makers
@@ -120,45 +154,48 @@ class _Todo(torch.utils.data.Dataset):
 
 @torch.inference_mode()
 def extract(
-    body: torch.nn.Module,
+    model: ShoalNet,
     batch: torch.Tensor,
     precision: str,
-) -> torch.Tensor:
-    """Backbone forward for feature extraction: channels_last, bf16 autocast when asked."""
+) -> list[torch.Tensor]:
+    """Backbone forward for feature extraction, each of the model's feature layers pooled:
+    channels_last, bf16 autocast when asked."""
     batch = batch.contiguous(memory_format=torch.channels_last)
     autocast = (
         torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
     )
     with autocast:
-        out = body(batch)
-    return out.float()
+        parts = model.layer_features(batch)
+    return [p.float() for p in parts]
 
 
 def fill_cache(
-    body: torch.nn.Module,
-    groups: Sequence[tuple[FeatureCache, Callable[[Record, int], torch.Tensor],
+    model: ShoalNet,
+    groups: Sequence[tuple[Layers, Callable[[Record, int], torch.Tensor],
                            Sequence[tuple[Record, int]]]],
     precision: str,
     batch_size: int = 32,
     progress: Progress | None = None,
     workers: int = 0,
 ) -> int:
-    """Compute and store the features not yet cached; ``groups`` are (cache, view maker,
-    wanted (record, view) pairs). Returns how many were computed."""
-    todo = [(g, r, v) for g, (cache, _, wanted) in enumerate(groups)
-            for r, v in wanted if not cache.has(r.sha256, v)]
+    """Compute and store the features not yet cached; ``groups`` are (layer caches, view
+    maker, wanted (record, view) pairs); ``model`` computes at least those layers, in their
+    order. Returns how many (record, view) pairs were computed."""
+    todo = [(g, r, v) for g, (caches, _, wanted) in enumerate(groups)
+            for r, v in wanted if not caches.has(r.sha256, v)]
     if not todo:
         return 0
-    body.eval()
-    body.to(memory_format=torch.channels_last)
+    model.eval()
+    model.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(_Todo(todo, [m for _, m, _ in groups]), batch_size,
                                          num_workers=workers)
     done = 0
     for batch in loader:
-        feats = extract(body, batch, precision).numpy()
-        for (group, record, view), row in zip(todo[done:done + len(feats)], feats, strict=True):
-            groups[group][0].save(record.sha256, view, row)
-        done += len(feats)
+        parts = [p.numpy() for p in extract(model, batch, precision)]
+        for i, (group, record, view) in enumerate(todo[done:done + len(batch)]):
+            caches = groups[group][0]
+            caches.save(record.sha256, view, [p[i] for p in parts[:len(caches.caches)]])
+        done += len(batch)
         if progress:
             progress("features", done, len(todo))
     return len(todo)
@@ -174,11 +211,12 @@ def load_matrix(
 
 
 class ViewFeatures:
-    """One frozen backbone's cached views under one pair of transforms.
+    """One frozen backbone's cached views under one pair of transforms, for ``layers`` (the
+    feature layers, ``model.layer_names``) joined by ``norm`` (``model.join_layers``).
 
-    Evaluation views live in a cache keyed by the eval transform, augmented training views in
-    one keyed by the training transform, so trying another eval transform (or TTA) reuses the
-    costly augmented views, and another augmentation reuses the eval views.
+    Evaluation views live in caches keyed by the eval transform, augmented training views in
+    caches keyed by the training transform, so trying another eval transform (or TTA) reuses
+    the costly augmented views, and another augmentation reuses the eval views.
 
     The training pool of an image is view 0 (the eval transform), its mirror when TTA is on
     (computed for evaluation anyway), and ``views - 1`` augmented views. An image's evaluation
@@ -187,39 +225,41 @@ class ViewFeatures:
     """
 
     def __init__(self, root: Path, arch: str, weights_id: str, train_tf, eval_tf,  # type: ignore[no-untyped-def]
-                 precision: str) -> None:
+                 precision: str, layers: Sequence[str] = (OUT,), norm: str = "none") -> None:
         self.train_tf, self.eval_tf, self.precision = train_tf, eval_tf, precision
         self.mirror = eval_tf.tta == "hflip"
-        self.eval_cache = FeatureCache(
-            root, cache_key(arch, weights_id, {"eval": eval_tf.feature_spec}, precision))
-        self.train_cache = FeatureCache(
-            root, cache_key(arch, weights_id, {"train": train_tf.spec}, precision))
+        self.norm = norm
+        self.eval_caches = Layers(root, arch, weights_id, {"eval": eval_tf.feature_spec},
+                                  precision, layers)
+        self.train_caches = Layers(root, arch, weights_id, {"train": train_tf.spec},
+                                   precision, layers)
 
     @property
-    def keys(self) -> dict[str, str]:
-        return {"eval": self.eval_cache.dir.name, "train": self.train_cache.dir.name}
+    def keys(self) -> dict[str, list[str]]:
+        return {"eval": self.eval_caches.keys, "train": self.train_caches.keys}
 
     def eval_views(self) -> list[int]:
         return [0, MIRROR] if self.mirror else [0]
 
-    def fill(self, body: torch.nn.Module, train: Sequence[Record], val: Sequence[Record],
+    def fill(self, model: ShoalNet, train: Sequence[Record], val: Sequence[Record],
              views: int, progress: Progress | None = None, workers: int = 0) -> int:
         """Compute what is missing: eval views of every image, augmented views of ``train``."""
         groups = [
-            (self.eval_cache, EvalViews(self.eval_tf),
+            (self.eval_caches, EvalViews(self.eval_tf),
              [(r, v) for r in [*train, *val] for v in self.eval_views()]),
-            (self.train_cache, TrainViews(self.train_tf),
+            (self.train_caches, TrainViews(self.train_tf),
              [(r, v) for r in train for v in range(1, views)]),
         ]
-        return fill_cache(body, groups, self.precision, progress=progress, workers=workers)
+        return fill_cache(model, groups, self.precision, progress=progress, workers=workers)
 
     def pool(self, records: Sequence[Record], views: int) -> torch.Tensor:
         """Training views as [len(records), pool size, dim]."""
-        parts = [load_matrix(self.eval_cache, records, self.eval_views())]
+        parts = [self.eval_caches.load(records, self.eval_views())]
         if views > 1:
-            parts.append(load_matrix(self.train_cache, records, range(1, views)))
-        return torch.cat(parts, 1)
+            parts.append(self.train_caches.load(records, range(1, views)))
+        return join_layers([torch.cat(layer, 1) for layer in zip(*parts, strict=True)],
+                           self.norm)
 
     def evaluation(self, records: Sequence[Record]) -> torch.Tensor:
         """Evaluation features as [len(records), dim] (TTA: the mean over the mirror pair)."""
-        return load_matrix(self.eval_cache, records, self.eval_views()).mean(1)
+        return join_layers(self.eval_caches.load(records, self.eval_views()), self.norm).mean(1)

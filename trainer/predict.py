@@ -33,7 +33,10 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: Path | str) -> Predictor:
         ckpt = load_checkpoint(path)
-        model = build_model(ckpt["arch"], len(ckpt["classes"]), "none")
+        hyper = ckpt.get("hyperparams") or {}
+        model = build_model(ckpt["arch"], len(ckpt["classes"]), "none",
+                            layers=int(hyper.get("feature_layers", 1)),
+                            norm=str(hyper.get("feature_norm", "none")))
         model.load_state_dict(ckpt["model"])
         model.eval().to(memory_format=torch.channels_last)
         return cls(model, list(ckpt["classes"]),

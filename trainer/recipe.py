@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,9 @@ SPACE: dict[str | tuple[str, ...], list[Any]] = {
 # Shoal's best recipe for a frozen base: what select_recipe chose from SPACE by 5-fold
 # cross-validation on web-20's training split (645 images; EfficientNet-Lite0, ImageNet
 # weights): cv accuracy 0.682, against 0.451 for the study's 10 epochs at 1e-4 (docs/trainer.md).
+# Multi-layer features did not beat it in the same cross-validation (its transforms, 1-4 layers,
+# norm none or l2, 30 epochs at 1e-3 or 60 at 1e-3 or 3e-4): best 0.674 (3 layers, l2, 60 at
+# 3e-4), 4 layers 0.628-0.661, so the head reads the pooled output alone.
 BEST_RECIPE: dict[str, Any] = {
     "eval_fit": "crop",
     "crop_ratio": 1.0,  # short side to 224, centre crop 224: more of the fish than 224 of 256
@@ -62,6 +66,8 @@ BEST_RECIPE: dict[str, Any] = {
     "epochs": 30,
     "lr": 1e-3,
     "label_smoothing": 0.0,
+    "feature_layers": 1,
+    "feature_norm": "none",
 }
 
 # hyperparameters that decide the pixels of a view, hence which feature caches serve it
@@ -161,6 +167,18 @@ def pool_size(hyper: dict[str, Any]) -> int:
     return (2 if hyper["tta"] == "hflip" else 1) + int(hyper["views"]) - 1
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """A linear head's small matrix products lose more to thread hand-offs than they gain,
+    most of all on a shared CPU: cross-validation trains heads on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def cross_validate(
     pool: torch.Tensor, evals: torch.Tensor, labels: torch.Tensor, folds: Sequence[int],
     hyper: dict[str, Any], n_classes: int,
@@ -221,7 +239,8 @@ def select_recipe(
     train = list(source.train)
     labels = torch.tensor([r.label for r in train])
     fold_of = assign_folds(train, folds, int(cands[0]["seed"]))
-    body = build_model(arch, len(source.classes), weights, int(cands[0]["seed"])).body
+    layers = max(int(h["feature_layers"]) for h in cands)
+    model = build_model(arch, len(source.classes), weights, int(cands[0]["seed"]), layers)
     groups: dict[str, list[dict[str, Any]]] = {}
     for hyper in cands:
         groups.setdefault(repr([hyper[k] for k in (*TRANSFORM_KEYS, "seed", "precision")]),
@@ -230,13 +249,20 @@ def select_recipe(
     for group in groups.values():
         views = max(int(h["views"]) for h in group)
         train_tf, eval_tf = presets(spec.mean, spec.std, group[0])
-        features = fast_features(arch, weights, group[0], train_tf, eval_tf)
-        features.fill(body, train, [], views, progress=progress,
-                      workers=int(group[0].get("workers", 0)))
-        pool, evals = features.pool(train, views), features.evaluation(train)
+        # one forward fills every layer any candidate of the group uses
+        fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
+                      eval_tf).fill(model, train, [], views, progress=progress,
+                                    workers=int(group[0].get("workers", 0)))
+        loaded: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
         for hyper in group:
-            scores.append(cross_validate(pool, evals, labels, fold_of, hyper,
-                                         len(source.classes)))
+            head_input = (int(hyper["feature_layers"]), str(hyper["feature_norm"]))
+            if head_input not in loaded:
+                features = fast_features(arch, weights, hyper, train_tf, eval_tf)
+                loaded[head_input] = (features.pool(train, views), features.evaluation(train))
+            pool, evals = loaded[head_input]
+            with one_thread():
+                scores.append(cross_validate(pool, evals, labels, fold_of, hyper,
+                                             len(source.classes)))
             if progress:
                 progress("cross-validation", len(scores), len(cands))
     best = max(scores, key=lambda s: (s.accuracy, -s.loss))

@@ -30,6 +30,9 @@ class Arch:
     imagenet_source: str  # where that file comes from, for the "missing weights" message
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    # modules whose globally pooled outputs ``feature_layers`` > 1 appends to the classifier's
+    # input, deepest first (stage outputs: multi-layer features for small fine-grained sets)
+    taps: tuple[str, ...] = ()
 
 
 ARCHS: dict[str, Arch] = {}
@@ -62,6 +65,7 @@ def _torchvision(name: str, builder: Callable[..., nn.Module], weights_enum) -> 
         last_stage=("layer4.",),
         imagenet_file=_hub_file(url),
         imagenet_source=url,
+        taps=("layer3", "layer2"),
     )
 
 
@@ -94,6 +98,8 @@ register(
         # converted from TensorFlow Lite, which feeds (pixel - 127) / 128
         mean=(127 / 255,) * 3,
         std=(128 / 255,) * 3,
+        # the last three stages' outputs: 320 channels (7x7), 192 (7x7), 112 (14x14)
+        taps=("_blocks.15", "_blocks.14", "_blocks.10"),
     )
 )
 

@@ -13,7 +13,7 @@ from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
-from trainer.model import MODES
+from trainer.model import FEATURE_NORMS, MODES, layer_names
 from trainer.registry import get_arch
 from trainer.transforms import FITS, TTAS
 
@@ -32,6 +32,8 @@ RECIPE: dict[str, Any] = {
     "min_scale": 0.08,  # training augmentation: smallest area of a random resized crop
     "jitter": 0.4,  # training augmentation: colour jitter strength
     "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
+    "feature_layers": 1,  # the head's input: the pooled output, plus the last n-1 stages'
+    "feature_norm": "none",  # "l2": each feature layer scaled to unit RMS before the head
     "fast": True,  # frozen mode trains the head on cached features
     "precision": "auto",  # feature extraction: bf16 where the CPU has native support
     "workers": 0,  # image decoding processes
@@ -70,6 +72,10 @@ def create_run(
         raise TrainingError(f"tta must be one of {', '.join(TTAS)}, not {params['tta']!r}")
     if not 0 < float(params["crop_ratio"]) <= 1 or not 0 < float(params["min_scale"]) <= 1:
         raise TrainingError("crop ratio and min scale must be in (0, 1]")
+    layer_names(get_arch(arch), params["feature_layers"])  # refuses a count the arch lacks
+    if params["feature_norm"] not in FEATURE_NORMS:
+        raise TrainingError(f"feature norm must be one of {', '.join(FEATURE_NORMS)}, not "
+                            f"{params['feature_norm']!r}")
     if not 0 <= float(params["label_smoothing"]) < 1:
         raise TrainingError("label smoothing must be in [0, 1)")
     run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,

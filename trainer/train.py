@@ -26,7 +26,7 @@ from trainer.errors import TrainingError
 from trainer.features import ViewFeatures, resolve_precision
 from trainer.loops import EvalStats, FeatureLoop, ImageLoop
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
-from trainer.model import ShoalNet, build_model, set_mode
+from trainer.model import ShoalNet, build_model, layer_names, set_mode
 from trainer.registry import get_arch
 from trainer.runs import get_run, run_dir
 from trainer.transforms import presets
@@ -116,18 +116,20 @@ def _resume_state(plan: Plan, model: ShoalNet, optimizer: torch.optim.Optimizer)
 
 def fast_features(arch: str, weights: str, hyper: dict[str, Any], train_tf, eval_tf,  # type: ignore[no-untyped-def]
                   ) -> ViewFeatures:
-    """The fast path's cached views for a backbone and a pair of transforms."""
+    """The fast path's cached views for a backbone, a pair of transforms and the recipe's
+    feature layers."""
     precision = resolve_precision(str(hyper.get("precision", "auto")))
     return ViewFeatures(get_settings().data_dir / "features", arch,
                         weights_id(arch, weights, int(hyper["seed"])), train_tf, eval_tf,
-                        precision)
+                        precision, layer_names(get_arch(arch), int(hyper.get("feature_layers", 1))),
+                        str(hyper.get("feature_norm", "none")))
 
 
 def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]
     hyper, src = plan.hyper, plan.source
     features = fast_features(plan.arch, plan.weights, hyper, train_tf, eval_tf)
     views = int(hyper.get("views", 1))
-    features.fill(model.body, src.train, src.val, views, progress=progress,
+    features.fill(model, src.train, src.val, views, progress=progress,
                   workers=int(hyper.get("workers", 0)))
     return FeatureLoop(
         model.head, optimizer,
@@ -142,7 +144,8 @@ def _train(plan: Plan, progress: Progress | None) -> None:
     hyper, src = plan.hyper, plan.source
     seed = int(hyper["seed"])
     arch = get_arch(plan.arch)
-    model = build_model(plan.arch, len(src.classes), plan.weights, seed)
+    model = build_model(plan.arch, len(src.classes), plan.weights, seed,
+                        int(hyper.get("feature_layers", 1)), str(hyper.get("feature_norm", "none")))
     params = set_mode(model, plan.mode)
     optimizer = torch.optim.Adam(params, lr=float(hyper["lr"]),
                                  weight_decay=float(hyper.get("weight_decay", 0.0)))

@@ -126,6 +126,11 @@ def train_cmd(
                                  "(recipe: resize, centre crop) or whole (the whole image)."),
     label_smoothing: float = typer.Option(None, "--label-smoothing",
                                           help="Cross-entropy label smoothing (recipe: 0)."),
+    feature_layers: int = typer.Option(None, "--feature-layers", help="The head's input: "
+                                       "the pooled output (1, recipe) plus the globally pooled "
+                                       "outputs of the last n-1 stages."),
+    feature_norm: str = typer.Option(None, "--feature-norm", help="none (recipe) or l2: each "
+                                     "feature layer scaled to unit RMS before the head."),
     recipe: str = typer.Option("study", "--recipe", help="study: the study's recipe; best: "
                                "Shoal's best recipe for a frozen base (chosen by "
                                "cross-validation on web-20's training split); select: choose "
@@ -152,6 +157,7 @@ def train_cmd(
         "epochs": epochs, "batch_size": batch_size, "views": views,
         "weight_decay": weight_decay, "seed": seed, "image_size": image_size, "tta": tta,
         "eval_fit": eval_fit, "label_smoothing": label_smoothing,
+        "feature_layers": feature_layers, "feature_norm": feature_norm,
         "fast": False if plain else None,
     }
     given = {k: v for k, v in hyper.items() if v is not None}

@@ -3,8 +3,9 @@ that decide which of its parameters train."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,13 +26,23 @@ def layer_names(arch: Arch, layers: int) -> list[str]:
     return [OUT, *arch.taps[:int(layers) - 1]]
 
 
+def head_input(hyper: Mapping[str, Any]) -> tuple[int, str]:
+    """A recipe's head input, (feature layers, feature norm); runs from before the two
+    settings existed have neither, and read the pooled output alone."""
+    return int(hyper.get("feature_layers", 1)), str(hyper.get("feature_norm", "none"))
+
+
+def check_feature_norm(norm: str) -> None:
+    if norm not in FEATURE_NORMS:
+        raise TrainingError(f"feature norm must be one of {', '.join(FEATURE_NORMS)}, "
+                            f"not {norm!r}")
+
+
 def join_layers(parts: Sequence[torch.Tensor], norm: str = "none") -> torch.Tensor:
     """The head's input: the layers' pooled features (last dimension) concatenated; with
     ``norm="l2"`` each layer is first scaled to unit root mean square (L2 norm sqrt(dim)), so
     a wide layer does not drown a narrow one. Stateless: cache and model apply the same."""
-    if norm not in FEATURE_NORMS:
-        raise TrainingError(f"feature norm must be one of {', '.join(FEATURE_NORMS)}, "
-                            f"not {norm!r}")
+    check_feature_norm(norm)
     if norm == "l2":
         parts = [p / p.norm(dim=-1, keepdim=True).clamp_min(1e-6) * p.shape[-1] ** 0.5
                  for p in parts]
@@ -50,7 +61,7 @@ class ShoalNet(nn.Module):
         old = getattr(self.body, arch.head)
         setattr(self.body, arch.head, nn.Identity())
         self.layers, self.norm = layer_names(arch, layers), norm
-        join_layers([torch.zeros(1, 1)], norm)  # refuses an unknown norm now
+        check_feature_norm(norm)
         self.layer_dims = [old.in_features, *self._tap_dims()]
         self.feature_dim = sum(self.layer_dims)
         self.head = nn.Linear(self.feature_dim, num_classes)

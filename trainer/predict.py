@@ -19,7 +19,7 @@ from catalog.store import ImageStore, file_sha256
 from trainer.checkpoint import load_checkpoint
 from trainer.data import Record, open_rgb
 from trainer.errors import TrainingError
-from trainer.model import ShoalNet, build_model
+from trainer.model import ShoalNet, build_model, head_input
 from trainer.runs import get_run
 from trainer.transforms import EvalPreset, tta_logits
 
@@ -33,10 +33,8 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: Path | str) -> Predictor:
         ckpt = load_checkpoint(path)
-        hyper = ckpt.get("hyperparams") or {}
-        model = build_model(ckpt["arch"], len(ckpt["classes"]), "none",
-                            layers=int(hyper.get("feature_layers", 1)),
-                            norm=str(hyper.get("feature_norm", "none")))
+        layers, norm = head_input(ckpt.get("hyperparams") or {})
+        model = build_model(ckpt["arch"], len(ckpt["classes"]), "none", layers=layers, norm=norm)
         model.load_state_dict(ckpt["model"])
         model.eval().to(memory_format=torch.channels_last)
         return cls(model, list(ckpt["classes"]),

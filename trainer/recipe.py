@@ -31,7 +31,7 @@ from torch import nn
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
 from trainer.loops import FeatureLoop
-from trainer.model import build_model
+from trainer.model import build_model, head_input
 from trainer.registry import get_arch
 from trainer.runs import RECIPE
 from trainer.train import fast_features
@@ -239,7 +239,7 @@ def select_recipe(
     train = list(source.train)
     labels = torch.tensor([r.label for r in train])
     fold_of = assign_folds(train, folds, int(cands[0]["seed"]))
-    layers = max(int(h["feature_layers"]) for h in cands)
+    layers = max(head_input(h)[0] for h in cands)
     model = build_model(arch, len(source.classes), weights, int(cands[0]["seed"]), layers)
     groups: dict[str, list[dict[str, Any]]] = {}
     for hyper in cands:
@@ -255,11 +255,11 @@ def select_recipe(
                                     workers=int(group[0].get("workers", 0)))
         loaded: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
         for hyper in group:
-            head_input = (int(hyper["feature_layers"]), str(hyper["feature_norm"]))
-            if head_input not in loaded:
+            reads = head_input(hyper)
+            if reads not in loaded:
                 features = fast_features(arch, weights, hyper, train_tf, eval_tf)
-                loaded[head_input] = (features.pool(train, views), features.evaluation(train))
-            pool, evals = loaded[head_input]
+                loaded[reads] = (features.pool(train, views), features.evaluation(train))
+            pool, evals = loaded[reads]
             with one_thread():
                 scores.append(cross_validate(pool, evals, labels, fold_of, hyper,
                                              len(source.classes)))

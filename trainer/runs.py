@@ -13,7 +13,7 @@ from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
-from trainer.model import FEATURE_NORMS, MODES, layer_names
+from trainer.model import MODES, check_feature_norm, layer_names
 from trainer.registry import get_arch
 from trainer.transforms import FITS, TTAS
 
@@ -73,9 +73,7 @@ def create_run(
     if not 0 < float(params["crop_ratio"]) <= 1 or not 0 < float(params["min_scale"]) <= 1:
         raise TrainingError("crop ratio and min scale must be in (0, 1]")
     layer_names(get_arch(arch), params["feature_layers"])  # refuses a count the arch lacks
-    if params["feature_norm"] not in FEATURE_NORMS:
-        raise TrainingError(f"feature norm must be one of {', '.join(FEATURE_NORMS)}, not "
-                            f"{params['feature_norm']!r}")
+    check_feature_norm(params["feature_norm"])
     if not 0 <= float(params["label_smoothing"]) < 1:
         raise TrainingError("label smoothing must be in [0, 1)")
     run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,

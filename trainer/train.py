@@ -26,7 +26,7 @@ from trainer.errors import TrainingError
 from trainer.features import ViewFeatures, resolve_precision
 from trainer.loops import EvalStats, FeatureLoop, ImageLoop
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
-from trainer.model import ShoalNet, build_model, layer_names, set_mode
+from trainer.model import ShoalNet, build_model, head_input, layer_names, set_mode
 from trainer.registry import get_arch
 from trainer.runs import get_run, run_dir
 from trainer.transforms import presets
@@ -119,10 +119,10 @@ def fast_features(arch: str, weights: str, hyper: dict[str, Any], train_tf, eval
     """The fast path's cached views for a backbone, a pair of transforms and the recipe's
     feature layers."""
     precision = resolve_precision(str(hyper.get("precision", "auto")))
+    layers, norm = head_input(hyper)
     return ViewFeatures(get_settings().data_dir / "features", arch,
                         weights_id(arch, weights, int(hyper["seed"])), train_tf, eval_tf,
-                        precision, layer_names(get_arch(arch), int(hyper.get("feature_layers", 1))),
-                        str(hyper.get("feature_norm", "none")))
+                        precision, layer_names(get_arch(arch), layers), norm)
 
 
 def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]
@@ -144,8 +144,7 @@ def _train(plan: Plan, progress: Progress | None) -> None:
     hyper, src = plan.hyper, plan.source
     seed = int(hyper["seed"])
     arch = get_arch(plan.arch)
-    model = build_model(plan.arch, len(src.classes), plan.weights, seed,
-                        int(hyper.get("feature_layers", 1)), str(hyper.get("feature_norm", "none")))
+    model = build_model(plan.arch, len(src.classes), plan.weights, seed, *head_input(hyper))
     params = set_mode(model, plan.mode)
     optimizer = torch.optim.Adam(params, lr=float(hyper["lr"]),
                                  weight_decay=float(hyper.get("weight_decay", 0.0)))

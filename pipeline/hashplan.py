@@ -70,12 +70,19 @@ def choose_plan(radius: int, n: int) -> Plan:
     Work is the keys looked up plus the candidates checked (weighted: each costs a gather, an
     xor and a popcount), so big tables favour few wide chunks and small ones many narrow ones.
     """
+    return _cheapest_plan(radius, n, max_lookups=200_000, key_cost=1.0, candidate_cost=3.0)
+
+
+def _cheapest_plan(radius: int, n: int, *, max_lookups: int, key_cost: float,
+                   candidate_cost: float) -> Plan:
+    """The chunking (3 to 32 chunks) of least ``key_cost * lookups + candidate_cost *
+    candidates`` for ``n`` hashes, among those looking up at most ``max_lookups`` keys."""
     best: tuple[float, Plan] | None = None
     for n_chunks in range(3, BITS // 2 + 1):
         plan = make_plan(radius, n_chunks)
-        if plan.lookups > 200_000:
+        if plan.lookups > max_lookups:
             continue
-        cost = plan.lookups + 3.0 * plan.candidates_per_query(max(n, 1))
+        cost = key_cost * plan.lookups + candidate_cost * plan.candidates_per_query(max(n, 1))
         if best is None or cost < best[0]:
             best = (cost, plan)
     assert best is not None
@@ -101,13 +108,4 @@ def choose_point_plan(radius: int, n: int) -> Plan:
     candidate costs (those stream from the bucket just found), so point queries favour fewer
     keys than the bulk join does.
     """
-    best: tuple[float, Plan] | None = None
-    for n_chunks in range(3, BITS // 2 + 1):
-        plan = make_plan(radius, n_chunks)
-        if plan.lookups > 20_000:
-            continue
-        cost = 8.0 * plan.lookups + plan.candidates_per_query(max(n, 1))
-        if best is None or cost < best[0]:
-            best = (cost, plan)
-    assert best is not None
-    return best[1]
+    return _cheapest_plan(radius, n, max_lookups=20_000, key_cost=8.0, candidate_cost=1.0)

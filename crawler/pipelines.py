@@ -108,7 +108,7 @@ class CatalogPipeline(FilesPipeline):
         self.workers = ProcessPoolExecutor(
             self.worker_count, mp_context=_worker_context(),
             initializer=init_worker, initargs=(WorkerConfig(
-                database_url=s["SHOAL_DATABASE_URL"], image_dir=str(Path(s["SHOAL_IMAGE_DIR"])),
+                database_url=self.database_url, image_dir=str(Path(s["SHOAL_IMAGE_DIR"])),
                 limits=Limits(**s.getdict("SHOAL_LIMITS")), species_id=self.species_id),))
         self.batcher: Batcher[tuple[bytes, SourceInfo], IngestResult] = Batcher(
             self.workers, ingest_many, depth=2 * self.worker_count)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from trainer.data import Record, open_rgb
+from trainer.fusion import folded_copy
 from trainer.model import OUT, ShoalNet, join_layers
 
 Progress = Callable[[str, int, int], None]
@@ -185,13 +186,13 @@ def fill_cache(
             for r, v in wanted if not caches.has(r.sha256, v)]
     if not todo:
         return 0
-    model.eval()
-    model.to(memory_format=torch.channels_last)
+    # the backbone is frozen here: an inference copy with its BatchNorms folded away
+    extractor = folded_copy(model).to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(_Todo(todo, [m for _, m, _ in groups]), batch_size,
                                          num_workers=workers)
     done = 0
     for batch in loader:
-        parts = [p.numpy() for p in extract(model, batch, precision)]
+        parts = [p.numpy() for p in extract(extractor, batch, precision)]
         for i, (group, record, view) in enumerate(todo[done:done + len(batch)]):
             caches = groups[group][0]
             caches.save(record.sha256, view, [p[i] for p in parts[:len(caches.caches)]])

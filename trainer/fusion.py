@@ -1,0 +1,64 @@
+"""Inference copies of a frozen backbone with each BatchNorm folded into the convolution that
+feeds it: one operation fewer per pair, the same outputs up to rounding.
+
+Pairs are found by running the model once with hooks: a BatchNorm whose input is the very
+tensor a convolution returned. The copy is checked against the original on a probe input and
+is used only when the two agree, so an architecture whose conv output also feeds something
+else (where folding would be wrong) keeps its BatchNorms.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+PROBE = (2, 3, 64, 64)
+
+
+def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+    produced: dict[int, str] = {}
+    pairs: list[tuple[str, str]] = []
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            handles.append(module.register_forward_hook(
+                lambda _m, _i, out, name=name: produced.__setitem__(id(out), name)))
+        elif isinstance(module, nn.BatchNorm2d):
+            handles.append(module.register_forward_pre_hook(
+                lambda _m, inputs, name=name: pairs.append((produced[id(inputs[0])], name))
+                if id(inputs[0]) in produced else None))
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return pairs
+
+
+def _fold(model: nn.Module, conv_name: str, bn_name: str) -> None:
+    conv, bn = model.get_submodule(conv_name), model.get_submodule(bn_name)
+    conv.weight, conv.bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+    parent, _, child = bn_name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, nn.Identity())
+
+
+def folded_copy(model: nn.Module, tolerance: float = 1e-3) -> nn.Module:
+    """An eval-mode copy of ``model`` with its conv -> BatchNorm pairs folded, or an unfolded
+    eval-mode copy when folding would change what the model computes."""
+    original = copy.deepcopy(model).eval()
+    folded = copy.deepcopy(original)
+    probe = torch.randn(PROBE, generator=torch.Generator().manual_seed(0))
+    pairs = _conv_bn_pairs(folded, probe)
+    if not pairs:
+        return original
+    for conv_name, bn_name in pairs:
+        _fold(folded, conv_name, bn_name)
+    with torch.no_grad():
+        want, got = original(probe), folded(probe)
+    scale = want.abs().max().clamp_min(1.0)
+    return folded if float((want - got).abs().max() / scale) <= tolerance else original

@@ -91,14 +91,18 @@ class FeatureCache:
 
 
 class EvalViews:
-    """The evaluation cache's views: 0 is the eval transform, ``MIRROR`` its mirror image."""
+    """The evaluation cache's views (``EvalPreset.views``): 0 is the eval transform, ``MIRROR``
+    its mirror image, then with "crops" TTA the crops and their mirrors. An image's views are
+    asked for one after another: the last image's are kept, so it is decoded once."""
 
     def __init__(self, transform) -> None:  # type: ignore[no-untyped-def]
         self.transform = transform
+        self.last: tuple[str, torch.Tensor] | None = None
 
     def __call__(self, record: Record, view: int) -> torch.Tensor:
-        x = self.transform(open_rgb(record))
-        return x.flip(-1) if view == MIRROR else x
+        if self.last is None or self.last[0] != record.sha256:
+            self.last = (record.sha256, self.transform.views(open_rgb(record)))
+        return self.last[1][view]
 
 
 class TrainViews:
@@ -221,14 +225,15 @@ class ViewFeatures:
 
     The training pool of an image is view 0 (the eval transform), its mirror when TTA is on
     (computed for evaluation anyway), and ``views - 1`` augmented views. An image's evaluation
-    feature is view 0, or with TTA the mean of view 0 and its mirror: the head is linear, so
-    that equals averaging the logits, which is what prediction does on images.
+    feature is view 0, or with TTA the mean over its eval views (the mirror pair, and with
+    "crops" the crops too): the head is linear, so that equals averaging the logits, which is
+    what prediction does on images.
     """
 
     def __init__(self, root: Path, arch: str, weights_id: str, train_tf, eval_tf,  # type: ignore[no-untyped-def]
                  precision: str, layers: Sequence[str] = (OUT,), norm: str = "none") -> None:
         self.train_tf, self.eval_tf, self.precision = train_tf, eval_tf, precision
-        self.mirror = eval_tf.tta == "hflip"
+        self.n_eval_views = eval_tf.n_views
         self.norm = norm
         self.eval_caches = Layers(root, arch, weights_id, {"eval": eval_tf.feature_spec},
                                   precision, layers)
@@ -240,7 +245,12 @@ class ViewFeatures:
         return {"eval": self.eval_caches.keys, "train": self.train_caches.keys}
 
     def eval_views(self) -> list[int]:
-        return [0, MIRROR] if self.mirror else [0]
+        return list(range(self.n_eval_views))
+
+    def pool_eval_views(self) -> list[int]:
+        """The eval views that join the training pool: the framed image and its mirror (the
+        crops, each a part of the image, are left to evaluation)."""
+        return self.eval_views()[:MIRROR + 1]
 
     def fill(self, model: ShoalNet, train: Sequence[Record], val: Sequence[Record],
              views: int, progress: Progress | None = None, workers: int = 0) -> int:
@@ -255,12 +265,12 @@ class ViewFeatures:
 
     def pool(self, records: Sequence[Record], views: int) -> torch.Tensor:
         """Training views as [len(records), pool size, dim]."""
-        parts = [self.eval_caches.load(records, self.eval_views())]
+        parts = [self.eval_caches.load(records, self.pool_eval_views())]
         if views > 1:
             parts.append(self.train_caches.load(records, range(1, views)))
         return join_layers([torch.cat(layer, 1) for layer in zip(*parts, strict=True)],
                            self.norm)
 
     def evaluation(self, records: Sequence[Record]) -> torch.Tensor:
-        """Evaluation features as [len(records), dim] (TTA: the mean over the mirror pair)."""
+        """Evaluation features as [len(records), dim] (TTA: the mean over the eval views)."""
         return join_layers(self.eval_caches.load(records, self.eval_views()), self.norm).mean(1)

@@ -52,7 +52,9 @@ class Predictor:
     def predict(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         if not tensors:
             return torch.empty(0, len(self.classes))
-        x = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+        x = torch.stack(list(tensors))
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return tta_logits(self.model, x, self.transform.tta).softmax(1)
 
     def probabilities(self, records: Sequence[Record], batch_size: int = 32) -> torch.Tensor:

@@ -27,7 +27,8 @@ RECIPE: dict[str, Any] = {
     "image_size": 224,
     "crop_ratio": 0.875,  # eval "crop": crop size / short side (224 of 256)
     "eval_fit": "crop",  # eval: "crop" (resize + centre crop) or "whole" (the whole image)
-    "tta": "none",  # eval and predict: "none", or "hflip" (mean of the image and its mirror)
+    "tta": "none",  # eval and predict: "none", "hflip" (mean of the image and its mirror) or
+    # "crops" (mean over the mirror pair and ten crops)
     "label_smoothing": 0.0,
     "min_scale": 0.08,  # training augmentation: smallest area of a random resized crop
     "jitter": 0.4,  # training augmentation: colour jitter strength

@@ -13,7 +13,10 @@ from PIL import Image
 from torchvision.transforms import v2 as T
 
 FITS = ("crop", "whole")  # how the evaluation transform frames an image
-TTAS = ("none", "hflip")  # test-time augmentation: none, or the mean with the mirror image
+# test-time augmentation: none; the mean with the mirror image; or the mean over the mirror
+# pair and ten crops (five of the image resized to CROPS_SCALE x the input, and their mirrors)
+TTAS = ("none", "hflip", "crops")
+CROPS_SCALE = 288 / 224
 
 
 class EvalPreset:
@@ -22,13 +25,15 @@ class EvalPreset:
     ``crop`` x ``crop``, so nothing is cut off (a long fish keeps its head and tail).
 
     ``tta="hflip"`` asks whoever runs the model to average its logits over the image and its
-    mirror image (``TTA.logits``); the transform itself returns the unmirrored tensor, and
+    mirror image (``tta_logits``); the transform itself returns the unmirrored tensor, and
     mirroring that tensor equals transforming the mirrored image (both fits are symmetric, up
-    to a pixel of centring)."""
+    to a pixel of centring). ``tta="crops"`` returns every view at once, [12, C, H, W]: the
+    framed image and its mirror, then the five crops (corners and centre) of the image resized
+    to ``CROPS_SCALE`` times the input size, each followed by its mirror."""
 
     def __init__(  # type: ignore[no-untyped-def]
         self, crop: int = 224, resize: int = 256, mean=None, std=None, fit: str = "crop",
-        tta: str = "none",
+        tta: str = "none", crops_resize: int | None = None,
     ) -> None:
         if fit not in FITS:
             raise ValueError(f"eval fit must be one of {', '.join(FITS)}, not {fit!r}")
@@ -39,33 +44,59 @@ class EvalPreset:
             "kind": "eval", "resize": resize, "crop": crop, "mean": list(mean), "std": list(std),
             "fit": fit, "tta": tta,
         }
+        self.crops = None
+        if tta == "crops":
+            self.spec["crops_resize"] = crops_resize or round(crop * CROPS_SCALE)
+            self.crops = T.Compose([T.ToImage(), T.Resize(self.spec["crops_resize"],
+                                                          antialias=True),
+                                    T.FiveCrop(crop)])
         frame = ([T.Resize(resize, antialias=True), T.CenterCrop(crop)] if fit == "crop"
                  else [T.Resize((crop, crop), antialias=True)])
-        self.transform = T.Compose([
-            T.ToImage(),
-            *frame,
-            T.ToDtype(torch.float32, scale=True),
-            T.Normalize(mean, std),
-        ])
+        self.normalise = T.Compose([T.ToDtype(torch.float32, scale=True), T.Normalize(mean, std)])
+        self.transform = T.Compose([T.ToImage(), *frame, self.normalise])
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> EvalPreset:
         """The preset a checkpoint describes (checkpoints older than fit/tta: crop, none)."""
         return cls(spec["crop"], spec["resize"], spec["mean"], spec["std"],
-                   spec.get("fit", "crop"), spec.get("tta", "none"))
+                   spec.get("fit", "crop"), spec.get("tta", "none"), spec.get("crops_resize"))
 
     @property
     def feature_spec(self) -> dict[str, Any]:
-        """What decides a view's pixels, for the feature-cache key: TTA does not (the mirror
-        view is cached as a view of its own)."""
+        """What decides a view's pixels, for the feature-cache key: the mirror is cached as a
+        view of its own, so "none" and "hflip" share a cache; "crops" adds its crop scale."""
         return {k: v for k, v in self.spec.items() if k != "tta"}
 
+    @property
+    def n_views(self) -> int:
+        return {"none": 1, "hflip": 2, "crops": 12}[self.tta]
+
+    def views(self, img: Image.Image) -> torch.Tensor:
+        """Every test-time view of ``img``, [n_views, C, H, W]; a linear head's logits averaged
+        over them are what ``tta_logits`` computes."""
+        x = self.transform(img)
+        if self.tta == "none":
+            return x[None]
+        out = [x, x.flip(-1)]
+        if self.crops is not None:
+            for crop in self.crops(img):
+                crop = self.normalise(crop)
+                out += [crop, crop.flip(-1)]
+        return torch.stack(out)
+
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        return self.transform(img)
+        """The model's input: [C, H, W] (with "hflip" mirrored in ``tta_logits``), or with
+        "crops" every view, [12, C, H, W]."""
+        return self.views(img) if self.tta == "crops" else self.transform(img)
 
 
 def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
-    """``model(x)``, averaged with ``model`` of the mirrored batch when ``tta == "hflip"``."""
+    """``model(x)``, averaged with ``model`` of the mirrored batch when ``tta == "hflip"``; a
+    batch of view stacks, [B, V, C, H, W] ("crops"), gives each image's mean over its views."""
+    if x.dim() == 5:
+        b, v = x.shape[:2]
+        flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        return model(flat).view(b, v, -1).mean(1)
     logits = model(x)
     if tta == "hflip":
         logits = (logits + model(x.flip(-1))) / 2

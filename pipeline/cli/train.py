@@ -120,8 +120,10 @@ def train_cmd(
     weight_decay: float = typer.Option(None, "--weight-decay", help="Adam weight decay."),
     seed: int = typer.Option(None, help="Random seed (recipe: 0)."),
     image_size: int = typer.Option(None, "--image-size", help="Model input size (recipe: 224)."),
-    tta: str = typer.Option(None, "--tta", help="Evaluation and prediction: none (recipe) or "
-                            "hflip (average over the image and its mirror image)."),
+    tta: str = typer.Option(None, "--tta", help="Evaluation and prediction: none (recipe), "
+                            "hflip (average over the image and its mirror image) or crops "
+                            "(hflip plus five crops of the image at 9/7 scale, and their "
+                            "mirrors)."),
     eval_fit: str = typer.Option(None, "--eval-fit", help="Evaluation and prediction: crop "
                                  "(recipe: resize, centre crop) or whole (the whole image)."),
     label_smoothing: float = typer.Option(None, "--label-smoothing",

@@ -15,7 +15,7 @@ from catalog.settings import get_settings
 from catalog.store import ImageStore
 from tests.trainer.test_training import new_run
 from trainer.checkpoint import load_checkpoint
-from trainer.data import load_source
+from trainer.data import load_source, open_rgb
 from trainer.errors import TrainingError
 from trainer.predict import Predictor
 from trainer.runs import create_run
@@ -28,15 +28,16 @@ def val_records():  # type: ignore[no-untyped-def]
         return load_source(session, "small-v1", ImageStore(get_settings().image_dir)).val
 
 
-def test_tta_and_whole_framing_reach_checkpoint_and_predictions(small_env) -> None:
-    run = train_run(new_run(tta="hflip", eval_fit="whole", views=2, label_smoothing=0.1,
+@pytest.mark.parametrize("tta", ["hflip", "crops"])
+def test_tta_and_whole_framing_reach_checkpoint_and_predictions(small_env, tta: str) -> None:
+    run = train_run(new_run(tta=tta, eval_fit="whole", views=2, label_smoothing=0.1,
                             precision="fp32"))
     ckpt = load_checkpoint(run.best_checkpoint_path)
-    assert ckpt["transforms"]["eval"]["tta"] == "hflip"
+    assert ckpt["transforms"]["eval"]["tta"] == tta
     assert ckpt["transforms"]["eval"]["fit"] == "whole"
     assert set(ckpt["feature_cache"]) == {"eval", "train"}
-    # predicting the validation images from the checkpoint (images, mirrored, averaged logits)
-    # reproduces the fast path's evaluation (cached features, averaged over the mirror pair)
+    # predicting the validation images from the checkpoint (each image's views, averaged
+    # logits) reproduces the fast path's evaluation (cached features, averaged over the views)
     predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
     val = val_records()
     probs = predictor.probabilities(val)
@@ -67,6 +68,39 @@ def test_tta_reuses_the_augmented_views_and_a_new_framing_gets_its_own_cache(sma
     assert len(third) == len(second) + 18  # a new eval cache, the augmented views reused
     keys = {p.relative_to(small_env.data_dir / "features").parts[0] for p in third}
     assert len(keys) == 3
+
+
+def test_crops_views_and_their_cache(small_env) -> None:
+    preset = EvalPreset(64, 64, (0.5,) * 3, (0.5,) * 3, tta="crops")
+    [record] = val_records()[:1]
+    views = preset.views(open_rgb(record))
+    assert views.shape == (12, 3, 64, 64) and preset.n_views == 12
+    assert preset.spec["crops_resize"] == 82  # 64 x 9/7
+    for i in range(0, 12, 2):  # each view is followed by its mirror image
+        assert torch.equal(views[i + 1], views[i].flip(-1))
+    assert torch.equal(views[0], EvalPreset(64, 64, (0.5,) * 3, (0.5,) * 3)(open_rgb(record)))
+    assert len({views[i].sum().item() for i in range(0, 12, 2)}) == 6  # six different framings
+    assert EvalPreset.from_spec(preset.spec).spec == preset.spec
+
+    def files() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (small_env.data_dir / "features").rglob("*.npy")}
+
+    train_run(new_run(views=3, tta="hflip"))
+    first = files()
+    train_run(new_run(views=3, tta="crops"))
+    second = files()
+    # an eval cache of its own, 12 views of each of 18 images; the augmented views reused
+    assert len(second) == len(first) + 18 * 12 and all(second[p] == t for p, t in first.items())
+
+
+def test_plain_loop_evaluates_crops_like_the_predictor(small_env) -> None:
+    run = train_run(new_run(fast=False, epochs=1, tta="crops"))
+    predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
+    val = val_records()
+    probs = predictor.probabilities(val)
+    targets = torch.tensor([r.label for r in val])
+    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
+    assert loss == pytest.approx(run.final_val_loss, abs=1e-4)
 
 
 def test_bad_eval_options_are_refused(small_env) -> None:

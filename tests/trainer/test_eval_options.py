@@ -28,6 +28,17 @@ def val_records():  # type: ignore[no-untyped-def]
         return load_source(session, "small-v1", ImageStore(get_settings().image_dir)).val
 
 
+def predict_val_like_the_run(run):  # type: ignore[no-untyped-def]
+    """The run's checkpoint predicting its validation images gives the run's final val loss."""
+    predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
+    val = val_records()
+    probs = predictor.probabilities(val)
+    targets = torch.tensor([r.label for r in val])
+    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
+    assert loss == pytest.approx(run.final_val_loss, abs=1e-4)
+    return predictor, probs, targets
+
+
 @pytest.mark.parametrize("tta", ["hflip", "crops"])
 def test_tta_and_whole_framing_reach_checkpoint_and_predictions(small_env, tta: str) -> None:
     run = train_run(new_run(tta=tta, eval_fit="whole", views=2, label_smoothing=0.1,
@@ -38,12 +49,8 @@ def test_tta_and_whole_framing_reach_checkpoint_and_predictions(small_env, tta: 
     assert set(ckpt["feature_cache"]) == {"eval", "train"}
     # predicting the validation images from the checkpoint (each image's views, averaged
     # logits) reproduces the fast path's evaluation (cached features, averaged over the views)
-    predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
+    predictor, probs, targets = predict_val_like_the_run(run)
     val = val_records()
-    probs = predictor.probabilities(val)
-    targets = torch.tensor([r.label for r in val])
-    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
-    assert loss == pytest.approx(run.final_val_loss, abs=1e-4)
     with session_scope() as session:
         metric = session.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)).one()
     assert float((probs.argmax(1) == targets).float().mean()) == metric.val_accuracy
@@ -94,13 +101,7 @@ def test_crops_views_and_their_cache(small_env) -> None:
 
 
 def test_plain_loop_evaluates_crops_like_the_predictor(small_env) -> None:
-    run = train_run(new_run(fast=False, epochs=1, tta="crops"))
-    predictor = Predictor.from_checkpoint(run.best_checkpoint_path)
-    val = val_records()
-    probs = predictor.probabilities(val)
-    targets = torch.tensor([r.label for r in val])
-    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
-    assert loss == pytest.approx(run.final_val_loss, abs=1e-4)
+    predict_val_like_the_run(train_run(new_run(fast=False, epochs=1, tta="crops")))
 
 
 def test_bad_eval_options_are_refused(small_env) -> None:

@@ -114,10 +114,6 @@ def _rejected_values(raw: bytes, rej: ImageRejected, species_id: int | None) -> 
     }
 
 
-def find_by_raw(session: Session, raw_sha256: str) -> Image | None:
-    return session.scalars(select(Image).where(Image.raw_sha256 == raw_sha256).limit(1)).first()
-
-
 def ingest_known(session: Catalog, raw_sha256: str, source: SourceInfo | None,
                  species_id: int | None) -> IngestResult | None:
     """The result for bytes catalogued before (found again, maybe under another URL), recording

@@ -90,7 +90,6 @@ class ImageLoop:
         self.model, self.optimizer, self.mode = model, optimizer, mode
         self.train_set = ImageDataset(train, train_tf)
         self.val_set = ImageDataset(val, eval_tf)
-        self.tta = eval_tf.tta
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
         self.label_smoothing = label_smoothing
 
@@ -109,7 +108,7 @@ class ImageLoop:
         loader = DataLoader(self.val_set, self.batch_size, num_workers=self.workers)
         logits, targets = [], []
         for x, y in loader:
-            logits.append(tta_logits(self.model, x, self.tta))
+            logits.append(tta_logits(self.model, x))
             targets.append(y)
         return summarise(torch.cat(logits), torch.cat(targets))
 

@@ -52,10 +52,8 @@ class Predictor:
     def predict(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
         if not tensors:
             return torch.empty(0, len(self.classes))
-        x = torch.stack(list(tensors))
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return tta_logits(self.model, x, self.transform.tta).softmax(1)
+        # the model's weights are channels_last, so its convolutions run in that layout
+        return tta_logits(self.model, torch.stack(list(tensors))).softmax(1)
 
     def probabilities(self, records: Sequence[Record], batch_size: int = 32) -> torch.Tensor:
         out = [self.predict([self.transform(open_rgb(r)) for r in records[i:i + batch_size]])

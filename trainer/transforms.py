@@ -24,12 +24,12 @@ class EvalPreset:
     centre-crops ``crop`` (the study's); ``fit="whole"`` resizes the whole image to
     ``crop`` x ``crop``, so nothing is cut off (a long fish keeps its head and tail).
 
-    ``tta="hflip"`` asks whoever runs the model to average its logits over the image and its
-    mirror image (``tta_logits``); the transform itself returns the unmirrored tensor, and
-    mirroring that tensor equals transforming the mirrored image (both fits are symmetric, up
-    to a pixel of centring). ``tta="crops"`` returns every view at once, [12, C, H, W]: the
-    framed image and its mirror, then the five crops (corners and centre) of the image resized
-    to ``CROPS_SCALE`` times the input size, each followed by its mirror."""
+    With TTA the preset returns every test-time view at once (``views``), over which
+    ``tta_logits`` averages the model's logits: ``tta="hflip"`` the framed image and its mirror
+    (mirroring the tensor equals transforming the mirrored image: both fits are symmetric, up to
+    a pixel of centring), [2, C, H, W]; ``tta="crops"`` those two, then the five crops (corners
+    and centre) of the image resized to ``CROPS_SCALE`` times the input size, each followed by
+    its mirror, [12, C, H, W]."""
 
     def __init__(  # type: ignore[no-untyped-def]
         self, crop: int = 224, resize: int = 256, mean=None, std=None, fit: str = "crop",
@@ -85,22 +85,17 @@ class EvalPreset:
         return torch.stack(out)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        """The model's input: [C, H, W] (with "hflip" mirrored in ``tta_logits``), or with
-        "crops" every view, [12, C, H, W]."""
-        return self.views(img) if self.tta == "crops" else self.transform(img)
+        """The model's input: [C, H, W], or with TTA every view, [n_views, C, H, W]."""
+        return self.transform(img) if self.tta == "none" else self.views(img)
 
 
-def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
-    """``model(x)``, averaged with ``model`` of the mirrored batch when ``tta == "hflip"``; a
-    batch of view stacks, [B, V, C, H, W] ("crops"), gives each image's mean over its views."""
-    if x.dim() == 5:
-        b, v = x.shape[:2]
-        flat = x.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        return model(flat).view(b, v, -1).mean(1)
-    logits = model(x)
-    if tta == "hflip":
-        logits = (logits + model(x.flip(-1))) / 2
-    return logits
+def tta_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)`` for a batch of images, [B, C, H, W]; for a batch of view stacks (TTA),
+    [B, V, C, H, W], each image's logits averaged over its views."""
+    if x.dim() == 4:
+        return model(x)
+    b, v = x.shape[:2]
+    return model(x.flatten(0, 1)).view(b, v, -1).mean(1)
 
 
 class TrainPreset:

@@ -18,7 +18,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 PROBE = (2, 3, 64, 64)
 
 
-def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str]]:
+def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor
+                   ) -> tuple[list[tuple[str, str]], torch.Tensor]:
+    """The (conv, BatchNorm) pairs seen while running ``probe``, and the model's output."""
     produced: dict[int, str] = {}
     pairs: list[tuple[str, str]] = []
     handles = []
@@ -32,11 +34,11 @@ def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str
                 if id(inputs[0]) in produced else None))
     try:
         with torch.no_grad():
-            model(probe)
+            out = model(probe)
     finally:
         for handle in handles:
             handle.remove()
-    return pairs
+    return pairs, out
 
 
 def _fold(model: nn.Module, conv_name: str, bn_name: str) -> None:
@@ -50,15 +52,16 @@ def _fold(model: nn.Module, conv_name: str, bn_name: str) -> None:
 def folded_copy(model: nn.Module, tolerance: float = 1e-3) -> nn.Module:
     """An eval-mode copy of ``model`` with its conv -> BatchNorm pairs folded, or an unfolded
     eval-mode copy when folding would change what the model computes."""
-    original = copy.deepcopy(model).eval()
-    folded = copy.deepcopy(original)
+    folded = copy.deepcopy(model).eval()
     probe = torch.randn(PROBE, generator=torch.Generator().manual_seed(0))
-    pairs = _conv_bn_pairs(folded, probe)
+    pairs, want = _conv_bn_pairs(folded, probe)
     if not pairs:
-        return original
+        return folded
     for conv_name, bn_name in pairs:
         _fold(folded, conv_name, bn_name)
     with torch.no_grad():
-        want, got = original(probe), folded(probe)
+        got = folded(probe)
     scale = want.abs().max().clamp_min(1.0)
-    return folded if float((want - got).abs().max() / scale) <= tolerance else original
+    if float((want - got).abs().max() / scale) <= tolerance:
+        return folded
+    return copy.deepcopy(model).eval()  # rare: only where folding was wrong

@@ -252,6 +252,11 @@ class ViewFeatures:
         crops, each a part of the image, are left to evaluation)."""
         return self.eval_views()[:MIRROR + 1]
 
+    def pool_width(self, views: int) -> int:
+        """How many training views ``pool`` gives an image for a recipe of ``views`` views; a
+        pool loaded for more views holds these first."""
+        return len(self.pool_eval_views()) + views - 1
+
     def fill(self, model: ShoalNet, train: Sequence[Record], val: Sequence[Record],
              views: int, progress: Progress | None = None, workers: int = 0) -> int:
         """Compute what is missing: eval views of every image, augmented views of ``train``."""

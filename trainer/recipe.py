@@ -30,6 +30,7 @@ from torch import nn
 
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
+from trainer.features import ViewFeatures
 from trainer.loops import FeatureLoop
 from trainer.model import build_model, head_input
 from trainer.registry import get_arch
@@ -58,7 +59,7 @@ SPACE: dict[str | tuple[str, ...], list[Any]] = {
 # norm none or l2, 30 epochs at 1e-3 or 60 at 1e-3 or 3e-4): best 0.674 (3 layers, l2, 60 at
 # 3e-4), 4 layers 0.628-0.661, so the head reads the pooled output alone. Then "crops" TTA
 # (the mirror pair plus ten crops) beat "hflip" on the same folds: cv 0.698-0.701 against
-# 0.645-0.650 (head seeds 0-2, bf16 and fp32 features, today's catalog import).
+# 0.645-0.650 (head seeds 0-2, bf16 and fp32 features, web-20 as imported on 2026-11-28).
 BEST_RECIPE: dict[str, Any] = {
     "eval_fit": "crop",
     "crop_ratio": 1.0,  # short side to 224, centre crop 224: more of the fish than 224 of 256
@@ -164,11 +165,6 @@ def _varied(cands: Sequence[dict[str, Any]]) -> list[str]:
     return [k for k in cands[0] if len({repr(c[k]) for c in cands}) > 1]
 
 
-def pool_size(hyper: dict[str, Any]) -> int:
-    """How many cached training views an image has under ``hyper`` (``ViewFeatures.pool``)."""
-    return (1 if hyper["tta"] == "none" else 2) + int(hyper["views"]) - 1
-
-
 @contextmanager
 def one_thread() -> Iterator[None]:
     """A linear head's small matrix products lose more to thread hand-offs than they gain,
@@ -189,7 +185,6 @@ def cross_validate(
     score the last epoch's head on the held-out fold's evaluation features."""
     fold_of = torch.tensor(folds)
     seed = int(hyper["seed"])
-    pool = pool[:, :pool_size(hyper)]
     correct = 0
     loss_sum = 0.0
     fold_accuracy = []
@@ -255,13 +250,15 @@ def select_recipe(
         fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
                       eval_tf).fill(model, train, [], views, progress=progress,
                                     workers=int(group[0].get("workers", 0)))
-        loaded: dict[tuple[int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        loaded: dict[tuple[int, str], tuple[ViewFeatures, torch.Tensor, torch.Tensor]] = {}
         for hyper in group:
             reads = head_input(hyper)
             if reads not in loaded:
                 features = fast_features(arch, weights, hyper, train_tf, eval_tf)
-                loaded[reads] = (features.pool(train, views), features.evaluation(train))
-            pool, evals = loaded[reads]
+                loaded[reads] = (features, features.pool(train, views),
+                                 features.evaluation(train))
+            features, pool, evals = loaded[reads]
+            pool = pool[:, :features.pool_width(int(hyper["views"]))]
             with one_thread():
                 scores.append(cross_validate(pool, evals, labels, fold_of, hyper,
                                              len(source.classes)))

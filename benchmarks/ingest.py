@@ -61,8 +61,8 @@ def run_stock_child(config: dict[str, Any]) -> None:
     from scrapy.crawler import CrawlerProcess
 
     from catalog.imaging import Limits
-    from crawler.config import get_crawl_settings
-    from crawler.settings import scrapy_settings
+    from crawler.scrapy_settings import scrapy_settings
+    from crawler.sites import get_crawl_settings
     from crawler.spiders.shop import ShopSpider
 
     store = Path(config["store"])
@@ -177,7 +177,7 @@ def run_shoal_child(work: Path, env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, work: Path) -> None:
-    from crawler.testsite.server import serve
+    from pipeline.demo.site.server import serve
 
     (work / "profiles").mkdir()
     (work / "profiles" / "bench.yaml").write_text(PROFILE)

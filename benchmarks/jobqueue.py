@@ -51,7 +51,7 @@ def latencies(ids: list[int]) -> list[float]:
 
 
 def in_process(n: int) -> dict[str, float]:
-    from pipeline import jobs
+    from pipeline.jobs import submit as jobs
 
     jobs.submit("dedupe")  # warm-up: imports, first connection
     start = time.perf_counter()
@@ -68,14 +68,14 @@ def queued(n: int, redis_url: str, tmp: Path) -> dict[str, float]:
     from catalog.db import session_scope
     from catalog.models import Job
     from catalog.settings import get_settings
-    from pipeline import jobs
+    from pipeline.jobs import submit as jobs
 
     redis.Redis.from_url(redis_url).flushdb()
     os.environ["SHOAL_BROKER_URL"] = redis_url
     get_settings.cache_clear()
     log = (tmp / "worker.log").open("wb")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "pipeline.celery_app", "worker", "-Q", "dedupe",
+        [sys.executable, "-m", "celery", "-A", "pipeline.jobs.broker", "worker", "-Q", "dedupe",
          "-P", "solo", "-n", "bench@%h", "-l", "warning"],
         cwd=REPO, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
     )

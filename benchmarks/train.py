@@ -60,7 +60,7 @@ def prepare(limit: int | None) -> None:
             return
     from catalog.settings import get_settings
     from catalog.store import ImageStore
-    from tests.trainer.catalog_data import create_version, import_species
+    from pipeline.datasets.from_folders import class_folders, version_from_folders
 
     db.upgrade()
     store = ImageStore(get_settings().image_dir)
@@ -68,14 +68,9 @@ def prepare(limit: int | None) -> None:
         with db.session_scope() as session:
             if session.scalar(select(DatasetVersion.id).where(DatasetVersion.name == name)):
                 continue
-            root = FISHDATA / name
-            folders = {
-                f"{name[:3]}-{d.name.lower().replace('_', '-')}": sorted(d.iterdir())[:limit]
-                for d in sorted(root.iterdir()) if d.is_dir()
-            }
+            folders = class_folders(FISHDATA / name, prefix=f"{name[:3]}-", limit=limit)
             tick = time.perf_counter()
-            images = import_species(session, store, folders)
-            version = create_version(session, images, name, val_ratio=0.1)
+            version = version_from_folders(session, store, folders, name, val_ratio=0.1)
             print(f"{name}: imported {version.n_items} images ({version.n_train} train, "
                   f"{version.n_val} val) in {time.perf_counter() - tick:.0f} s", flush=True)
 

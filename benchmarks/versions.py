@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, insert, select, text, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from catalog import db as catalog_db  # noqa: E402
+from catalog.dataset_versions import diff_versions  # noqa: E402
 from catalog.models import (  # noqa: E402
     DatasetItem,
     DatasetVersion,
@@ -41,9 +42,9 @@ from catalog.models import (  # noqa: E402
 )
 from catalog.settings import get_settings  # noqa: E402
 from catalog.species import ensure_default_species  # noqa: E402
-from catalog.versions import diff_versions  # noqa: E402
-from pipeline.datasets import create_version, export_version, manifest_path  # noqa: E402
-from pipeline.splits import hash_split  # noqa: E402
+from catalog.splits import hash_split  # noqa: E402
+from pipeline.datasets.export import export_version  # noqa: E402
+from pipeline.datasets.versions import create_version, manifest_path  # noqa: E402
 
 PG_ADMIN = os.environ.get("SHOAL_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 SITES = ("wikimedia", "inaturalist", "baike", "shop:seafood")

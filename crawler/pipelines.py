@@ -4,7 +4,7 @@
 throttles, retries, caps and de-duplicates the downloads (robots.txt, redirects and timeouts
 included) and hands each body to the catalog's ingest path, which validates, normalises,
 hashes, stores and records it. That whole step runs in worker processes, each with its own
-catalog connection (``crawler.ingesting``), fed in batches that form while they are busy
+catalog connection (``crawler.ingest_workers``), fed in batches that form while they are busy
 (``crawler.batching``), so downloads keep flowing (the reactor is never starved of the GIL)
 while images decode, and a body crosses the pipe once. The crawl's own process only looks up
 known URLs (inline on SQLite, whose reads cost less than a thread hop; in a thread on a
@@ -36,7 +36,7 @@ from catalog.ingest import IngestResult, SourceInfo, record_source
 from catalog.models import Image, ImageSource, ImageStatus
 from crawler.batching import Batcher
 from crawler.failures import UrlFailure, classify
-from crawler.ingesting import WorkerConfig, ingest_many, init_worker, worker_ready
+from crawler.ingest_workers import WorkerConfig, ingest_many, init_worker, worker_ready
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _worker_context() -> Any:
     cheaper to start than ``spawn`` (which re-imports the crawl's whole main module in each),
     and safe where ``fork`` is not (this process runs threads and an event loop)."""
     context = get_context("forkserver")
-    context.set_forkserver_preload(["crawler.ingesting"])
+    context.set_forkserver_preload(["crawler.ingest_workers"])
     return context
 
 

@@ -1,6 +1,6 @@
 """``run_crawl``: one crawl of one species from one source, recorded as a ``crawl_jobs`` row.
 
-The crawl runs in a child process (``python -m crawler.process``), so it can be called any
+The crawl runs in a child process (``python -m crawler.crawl_process``), so it can be called any
 number of times from one process or Celery worker (Twisted's reactor cannot restart, and a
 daemonic worker process may not fork multiprocessing children).
 """
@@ -22,7 +22,7 @@ from catalog.db import session_scope
 from catalog.models import CrawlJob, JobState, utcnow
 from catalog.settings import get_settings
 from catalog.species import get_species
-from crawler.process import log_path
+from crawler.crawl_process import log_path
 from crawler.sources import UnknownSource, spider_for
 
 __all__ = ["CrawlFailed", "UnknownSource", "run_crawl"]
@@ -74,7 +74,7 @@ def _run_child(crawl_job_id: int, progress: Progress | None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as err:
         child = subprocess.Popen(
-            [sys.executable, "-m", "crawler.process", str(crawl_job_id)],
+            [sys.executable, "-m", "crawler.crawl_process", str(crawl_job_id)],
             stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env(),
         )
         try:

@@ -13,7 +13,7 @@ from catalog.imaging import (
     normalise,
     sniff_format,
 )
-from crawler.testsite.hostile import exif_rotated_jpeg, hostile_files
+from pipeline.demo.site.hostile import exif_rotated_jpeg, hostile_files
 
 
 @pytest.mark.parametrize("name", [n for n, (_, r) in hostile_files().items() if r])

@@ -5,8 +5,8 @@ from typer.testing import CliRunner
 
 from catalog.db import session_scope
 from catalog.models import Image, ImageSource, ImageStatus
-from crawler.testsite.hostile import hostile_files
 from pipeline.cli import app
+from pipeline.demo.site.hostile import hostile_files
 
 runner = CliRunner()
 

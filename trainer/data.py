@@ -11,10 +11,11 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.dataset_versions import find_version
 from catalog.models import DatasetItem, DatasetVersion
 from catalog.models import Image as ImageRow
+from catalog.splits import hash_split
 from catalog.store import ImageStore, file_sha256
-from catalog.versions import find_version, hash_split
 from trainer.errors import TrainingError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from crawler.config import site_env_name, site_url
+from crawler.sites import site_env_name, site_url
 
 HERE = Path(__file__).parent
 

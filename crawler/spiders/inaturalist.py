@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 from scrapy.http import Response
 
-from crawler.config import site_url
+from crawler.sites import site_url
 from crawler.spiders.base import ShoalSpider
 
 LICENSE_URLS = {

@@ -13,8 +13,8 @@ from urllib.parse import urlencode, urlsplit
 
 from scrapy.http import Response
 
-from crawler.config import DEFAULT_SITES, site_url
 from crawler.html import clean_text
+from crawler.sites import DEFAULT_SITES, site_url
 from crawler.spiders.base import ShoalSpider
 
 WIKIS = {"wikipedia_en": ("la", "en"), "wikipedia_zh": ("zh", "la")}

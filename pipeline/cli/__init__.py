@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from pipeline.cli import catalog_cmds, crawl, dedupe, demo, jobs, review, schedule, workers
+from pipeline.cli import (
+    config,
+    crawl,
+    db,
+    dedupe,
+    demo,
+    jobs,
+    photos,
+    review,
+    schedule,
+    species,
+    workers,
+)
 from pipeline.cli import train as train_cmds
 from pipeline.cli.common import ShoalGroup
 from pipeline.cli.dataset import dataset_app
@@ -16,12 +28,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(catalog_cmds.db_app, name="db")
-app.add_typer(catalog_cmds.species_app, name="species")
+app.add_typer(db.db_app, name="db")
+app.add_typer(species.species_app, name="species")
 app.add_typer(review.review_app, name="review")
 app.add_typer(dataset_app, name="dataset")
-app.command("import")(catalog_cmds.import_cmd)
-app.command("config")(catalog_cmds.config_cmd)
+app.command("import")(photos.import_cmd)
+app.command("config")(config.config_cmd)
 app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(schedule.schedule_app, name="schedule")
 app.command("worker")(workers.worker_cmd)

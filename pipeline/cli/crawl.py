@@ -62,7 +62,7 @@ def _row(slug: str, source: str, crawl_job_id: int | None, error: str | None) ->
 
 def dedupe_after_crawl() -> dict[str, Any]:
     """Duplicate detection runs after every crawl, so new images leave `downloaded` at once."""
-    from pipeline.dedupe import run_dedupe
+    from pipeline.dedupe.grouping import run_dedupe
 
     with catalog_session() as session:
         return run_dedupe(session).as_dict()

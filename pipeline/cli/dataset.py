@@ -7,8 +7,15 @@ from typing import Any
 
 import typer
 
+from catalog.dataset_versions import (
+    ItemFilter,
+    class_counts,
+    diff_versions,
+    items_query,
+    list_versions,
+)
 from catalog.models import DatasetVersion
-from catalog.versions import ItemFilter, class_counts, diff_versions, items_query, list_versions
+from catalog.splits import SPLITS
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -17,9 +24,9 @@ from pipeline.cli.common import (
     print_json,
     print_table,
 )
-from pipeline.datasets import FORMATS, create_version, export_version, get_version, manifest_path
+from pipeline.datasets.export import FORMATS, export_version
+from pipeline.datasets.versions import create_version, get_version, manifest_path
 from pipeline.errors import UsageError
-from pipeline.splits import SPLITS
 
 dataset_app = typer.Typer(
     cls=ShoalGroup, help="Immutable dataset versions: create, list, show, diff, export."

@@ -12,7 +12,7 @@ from pipeline.cli.common import (
     print_table,
     progress_bar,
 )
-from pipeline.dedupe import (
+from pipeline.dedupe.grouping import (
     DEFAULT_DHASH_RADIUS,
     DEFAULT_RADIUS,
     MAX_RADIUS,

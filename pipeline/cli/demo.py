@@ -16,7 +16,7 @@ from pipeline.cli.common import (
     print_table,
     progress_bar,
 )
-from pipeline.demo import DEMO_SOURCES, DemoOptions, DemoSummary, run_demo
+from pipeline.demo.run import DEMO_SOURCES, DemoOptions, DemoSummary, run_demo
 
 DEFAULT_FISHDATA = Path("../shared/fishdata")
 

@@ -17,8 +17,9 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import UsageError
-from pipeline.job_state import followers
-from pipeline.jobs import (
+from pipeline.jobs.runner import followers
+from pipeline.jobs.schedules import crawl_chain
+from pipeline.jobs.submit import (
     Step,
     broker_configured,
     cancel,
@@ -27,7 +28,6 @@ from pipeline.jobs import (
     list_jobs,
     submit_chain,
 )
-from pipeline.schedules import crawl_chain
 
 jobs_app = typer.Typer(cls=ShoalGroup, help="Queued work: list, show, cancel, submit, chains.")
 

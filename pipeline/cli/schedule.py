@@ -12,14 +12,14 @@ from pipeline.cli.common import (
     print_json,
     print_table,
 )
-from pipeline.jobs import job_dict
-from pipeline.schedules import (
+from pipeline.jobs.schedules import (
     enqueue_due,
     list_schedules,
     parse_every,
     remove_schedules,
     set_schedule,
 )
+from pipeline.jobs.submit import job_dict
 
 schedule_app = typer.Typer(cls=ShoalGroup, help="Per-species crawl schedules that `shoal beat` "
                            "(or `shoal schedule tick` from cron) turns into crawl jobs.")

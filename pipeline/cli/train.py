@@ -44,7 +44,7 @@ def _parse_lrs(text: str) -> list[float]:
 
 def _queue_submit():  # type: ignore[no-untyped-def]
     try:
-        from pipeline.jobs import submit
+        from pipeline.jobs.submit import submit
     except ImportError:
         return None
     return submit

@@ -8,8 +8,8 @@ import typer
 
 from catalog.db import check_migrated
 from catalog.settings import get_settings
-from pipeline.celery_app import QUEUES
 from pipeline.errors import UsageError
+from pipeline.jobs.broker import QUEUES
 
 
 def require_broker(what: str) -> None:
@@ -41,7 +41,7 @@ def worker_cmd(
                              "its own with concurrency 1, e.g. `shoal worker -Q train`")
         concurrency = 1
     require_broker("a worker")
-    from pipeline.celery_app import app
+    from pipeline.jobs.broker import app
 
     argv = ["worker", "-Q", ",".join(chosen), "-P", pool, "-l", loglevel, "-E"]
     if concurrency:
@@ -62,6 +62,6 @@ def beat_cmd(
     require_broker("beat")
     if interval:
         os.environ["SHOAL_BEAT_INTERVAL"] = str(interval)
-    from pipeline.celery_app import app
+    from pipeline.jobs.broker import app
 
-    app.start(["beat", "-S", "pipeline.beat:CatalogScheduler", "-l", loglevel])
+    app.start(["beat", "-S", "pipeline.jobs.beat:CatalogScheduler", "-l", loglevel])

@@ -9,8 +9,8 @@ import pytest
 
 from catalog.db import session_scope
 from catalog.species import SpeciesSpec, upsert_species
-from crawler.testsite.server import TestSite, serve
-from crawler.testsite.species import WEB20_LATIN, latin_species_map
+from pipeline.demo.site.server import TestSite, serve
+from pipeline.demo.site.species import WEB20_LATIN, latin_species_map
 
 FOLDERS = ["Mola", "Shing"]  # two small web-20 folders (19 photos each)
 SLUGS = {"Mola": "mola", "Shing": "shing"}

@@ -12,9 +12,9 @@ from catalog.db import session_scope
 from catalog.imaging import ImageRejected, Reject, normalise
 from catalog.models import CrawlJob, Image, ImageSource, ImageStatus, Job, JobState
 from catalog.settings import get_settings
-from crawler.process import state_dir
+from crawler.crawl_process import state_dir
 from crawler.runner import CrawlFailed, run_crawl
-from crawler.testsite.hostile import hostile_files
+from pipeline.demo.site.hostile import hostile_files
 
 NETWORK_REASONS = {
     "/net/404.jpg": Reject.HTTP_ERROR,

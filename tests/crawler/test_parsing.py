@@ -7,10 +7,10 @@ from parsel import Selector
 from scrapy.exceptions import DownloadCancelledError, DownloadTimeoutError, IgnoreRequest
 
 from catalog.imaging import Reject
-from crawler.config import site_url
 from crawler.failures import classify
 from crawler.html import best_image_url, clean_text, parse_srcset
 from crawler.profiles import ProfileError, load_profile
+from crawler.sites import site_url
 from crawler.sources import UnknownSource, all_sources, spider_for
 from crawler.spiders.inaturalist import larger_photo_url
 

@@ -4,11 +4,11 @@ import json
 import pytest
 from sqlalchemy import func, select
 
+from catalog.dataset_versions import VersionFrozen
 from catalog.db import session_scope
 from catalog.models import DatasetItem, DatasetVersion, Image, ImageStatus, Job
-from catalog.versions import VersionFrozen
-from pipeline import datasets
-from pipeline.datasets import VersionExists, create_version, manifest_path
+from pipeline.datasets import versions as datasets
+from pipeline.datasets.versions import VersionExists, create_version, manifest_path
 from pipeline.errors import UsageError
 
 

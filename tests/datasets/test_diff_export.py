@@ -4,10 +4,12 @@ import os
 import pytest
 from torchvision.datasets import ImageFolder
 
+from catalog.dataset_versions import diff_versions
 from catalog.db import session_scope
 from catalog.models import Image, ImageStatus
-from catalog.versions import diff_versions
-from pipeline.datasets import create_version, export_version, file_sha256, manifest_path
+from catalog.store import file_sha256
+from pipeline.datasets.export import export_version
+from pipeline.datasets.versions import create_version, manifest_path
 from pipeline.errors import ShoalError, UsageError
 
 

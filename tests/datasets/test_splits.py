@@ -4,8 +4,8 @@ from sqlalchemy import select, update
 
 from catalog.db import session_scope
 from catalog.models import DatasetItem, DuplicateGroup, Image
-from pipeline.datasets import create_version
-from pipeline.splits import TRAIN, VAL, fraction, hash_split, plan_splits
+from catalog.splits import TRAIN, VAL, fraction, hash_split, plan_splits
+from pipeline.datasets.versions import create_version
 
 
 def keys_with(predicate, prefix="k", n=1):

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from catalog.db import session_scope
 from catalog.models import DuplicateGroup, DuplicateLink, Image, ImageStatus
-from pipeline.dedupe import run_dedupe, split_key_for
+from catalog.splits import split_key_for
+from pipeline.dedupe.grouping import run_dedupe
 from tests.dedupe.conftest import flip, state
 
 BASE = 0x9F3A_55C1_0E7D_B264

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import hashindex
-from pipeline.hashindex import (
+from pipeline.dedupe import hashindex
+from pipeline.dedupe.hashindex import (
     HashIndex,
     brute_force_query,
     choose_plan,
@@ -26,6 +26,12 @@ def _planted(n: int, seed: int) -> np.ndarray:
     return hashes
 
 
+def _query(index: HashIndex, value: int, radius: int | None = None):
+    """(ids, distances) of one hash, through the bulk join."""
+    _qi, ids, dists = index.query_many(np.array([value], dtype=np.uint64), radius)
+    return ids, dists
+
+
 def _brute_pairs(hashes: np.ndarray, ids: np.ndarray, radius: int) -> set[tuple[int, int]]:
     d = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     a, b = np.nonzero(np.triu(d <= radius, k=1))
@@ -43,7 +49,7 @@ def test_pairs_and_queries_match_brute_force(radius, n_chunks):
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == _brute_pairs(hashes, ids, radius)
     assert np.all(d <= radius)
     for q in hashes[:40]:
-        got, dist = index.query(int(q))
+        got, dist = _query(index, int(q))
         want = brute_force_query(hashes, int(q), radius)
         assert got.tolist() == sorted(ids[want].tolist())
         assert dist.tolist() == np.bitwise_count(hashes[want] ^ q)[np.argsort(ids[want])].tolist()
@@ -58,29 +64,16 @@ def test_query_exactly_at_radius_and_one_past():
     at = base ^ 0b1111_1111  # 8 bits within one chunk: the hardest place for pigeonhole
     past = base ^ 0b1_1111_1111
     index = HashIndex.build(np.array([1, 2]), np.array([at, past], dtype=np.uint64), 8)
-    ids, dists = index.query(base)
+    ids, dists = _query(index, base)
     assert ids.tolist() == [1] and dists.tolist() == [8]
-    assert index.query(base, radius=7)[0].tolist() == []
-
-
-def test_incremental_add_answers_like_a_rebuild():
-    hashes = _planted(6000, seed=7)
-    index = HashIndex(8)
-    for lo in range(0, len(hashes), 500):
-        index.add(np.arange(lo, lo + 500), hashes[lo : lo + 500])
-        seen = hashes[: lo + 500]
-        for q in seen[:: 251]:
-            assert index.query(int(q))[0].tolist() == brute_force_query(seen, int(q), 8).tolist()
-    assert len(index) == len(hashes)
-    a, b, _ = index.pairs()
-    assert len(a) == len(_brute_pairs(hashes, np.arange(len(hashes)), 8))
+    assert _query(index, base, radius=7)[0].tolist() == []
 
 
 def test_empty_and_single():
     empty = HashIndex.build(np.zeros(0), np.zeros(0, np.uint64), 8)
-    assert len(empty.pairs()[0]) == 0 and len(empty.query(5)[0]) == 0
+    assert len(empty.pairs()[0]) == 0 and len(_query(empty, 5)[0]) == 0
     one = HashIndex.build(np.array([9]), np.array([5], np.uint64), 8)
-    assert len(one.pairs()[0]) == 0 and one.query(5)[0].tolist() == [9]
+    assert len(one.pairs()[0]) == 0 and _query(one, 5)[0].tolist() == [9]
 
 
 def test_plan_scales_chunking_with_size():
@@ -89,7 +82,7 @@ def test_plan_scales_chunking_with_size():
     assert len(big.chunks) == 3  # 3 chunks of 21-22 bits with 2 flips each at a million
     assert choose_plan(8, 1000).lookups < big.lookups
     with pytest.raises(ValueError):
-        HashIndex(8).query(1, radius=9)
+        _query(HashIndex.build(np.zeros(0), np.zeros(0, np.uint64), 8), 1, radius=9)
 
 
 def test_hex_round_trip():
@@ -110,7 +103,7 @@ def test_threaded_join_finds_the_same_pairs(monkeypatch):
         hashes, ids, 8)
 
 
-def test_point_queries_use_their_own_chunking_and_match_brute_force():
+def test_single_queries_at_every_radius_match_brute_force():
     hashes = _planted(120_000, seed=7)
     ids = np.arange(len(hashes))
     index = HashIndex.build(ids, hashes, 8)
@@ -119,19 +112,18 @@ def test_point_queries_use_their_own_chunking_and_match_brute_force():
                               rng.integers(0, 2**63, 50, dtype=np.int64).astype(np.uint64)])
     for radius in (8, 5, 0):
         for q in queries:
-            got, dist = index.query(int(q), radius)
+            got, dist = _query(index, int(q), radius)
             want = brute_force_query(hashes, int(q), radius)
             assert got.tolist() == want.tolist()
             assert dist.tolist() == np.bitwise_count(hashes[want] ^ q).tolist()
-    assert index._point is not None and index._point.plan != index.plan
 
 
-def test_point_query_with_many_hits_returns_each_once():
-    """More hits than the kernel's first buffer, each found through every chunk."""
+def test_query_with_many_hits_returns_each_once():
+    """Hundreds of hits, each found through every chunk."""
     base = np.uint64(0x0123456789ABCDEF)
     near = [base ^ np.uint64(1 << (i % 64)) for i in range(300)]
     hashes = np.array([base] * 500 + near, dtype=np.uint64)
     index = HashIndex.build(np.arange(len(hashes)), hashes, 8)
-    got, dist = index.query(int(base))
+    got, dist = _query(index, int(base))
     assert got.tolist() == list(range(len(hashes)))
     assert dist.tolist() == [0] * 500 + [1] * 300

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.licenses import (
+from pipeline.dedupe.licenses import (
     ALL_RIGHTS_RESERVED,
     CC_BY,
     CC_BY_SA,

@@ -120,11 +120,11 @@ def start_worker(spawn: Callable[..., Proc], broker_env: dict) -> Callable[..., 
 def celery_worker(name: str, queues: str) -> list[str]:
     """What `shoal worker -Q QUEUES -P solo -n NAME@%h` runs, without importing every CLI group
     (the `shoal` command imports torch and the Label Studio SDK at startup)."""
-    return ["celery", "-A", "pipeline.celery_app", "worker", "-Q", queues, "-P", "solo",
+    return ["celery", "-A", "pipeline.jobs.broker", "worker", "-Q", queues, "-P", "solo",
             "-n", f"{name}@%h", "-l", "info"]
 
 
-BEAT = ["celery", "-A", "pipeline.celery_app", "beat", "-S", "pipeline.beat:CatalogScheduler",
+BEAT = ["celery", "-A", "pipeline.jobs.broker", "beat", "-S", "pipeline.jobs.beat:CatalogScheduler",
         "-l", "info"]
 
 

@@ -13,15 +13,16 @@ from sqlalchemy import func, select
 
 from catalog.db import session_scope
 from catalog.models import CrawlSchedule, Job
-from pipeline.schedules import set_schedule
+from pipeline.jobs.schedules import set_schedule
 from tests.pipeline.conftest import BEAT, REDIS_URL, REPO, wait_until
 
 pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.redis]
 
 
 # what `shoal schedule tick --json` does, without the CLI's startup
-TICK = ("import json; from pipeline.jobs import job_dict; from pipeline.schedules import "
-        "enqueue_due; print(json.dumps([job_dict(j) for j in enqueue_due()], default=str))")
+TICK = ("import json; from pipeline.jobs.submit import job_dict; "
+        "from pipeline.jobs.schedules import enqueue_due; "
+        "print(json.dumps([job_dict(j) for j in enqueue_due()], default=str))")
 
 
 def crawl_jobs() -> list[Job]:

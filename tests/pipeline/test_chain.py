@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 from catalog.db import session_scope
 from catalog.models import CrawlJob, Image, ImageStatus, Job, JobState, ReviewTask
 from catalog.species import SpeciesSpec, upsert_species
-from crawler.testsite.server import serve
-from crawler.testsite.species import WEB20_LATIN, latin_species_map
 from labeling.project import find_project, setup_project
-from pipeline import jobs
-from pipeline.schedules import crawl_chain
+from pipeline.demo.site.server import serve
+from pipeline.demo.site.species import WEB20_LATIN, latin_species_map
+from pipeline.jobs import submit as jobs
+from pipeline.jobs.schedules import crawl_chain
 from tests.labeling.conftest import label_studio  # noqa: F401  (the session's server)
 from tests.pipeline.conftest import celery_worker, wait_until
 

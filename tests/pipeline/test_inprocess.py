@@ -26,11 +26,11 @@ from catalog.models import (
 from catalog.settings import get_settings
 from catalog.species import get_species
 from catalog.store import ImageStore
-from pipeline import jobs
 from pipeline.cli import app
 from pipeline.importer import import_files, list_files
-from pipeline.schedules import claim_due, parse_every
-from pipeline.tasks import network_retry_in
+from pipeline.jobs import submit as jobs
+from pipeline.jobs.schedules import claim_due, parse_every
+from pipeline.jobs.tasks import network_retry_in
 
 runner = CliRunner()
 
@@ -98,16 +98,16 @@ def test_jobs_list_show_cancel(sqlite_env) -> None:
     cli("jobs", "cancel", str(queued[0].id), code=2)
     cli("jobs", "show", "999", code=2)
     # a cancelled job that is delivered anyway does nothing
-    from pipeline.tasks import run_in_process
+    from pipeline.jobs.tasks import run_in_process
 
     assert run_in_process(queued[0].id) is None
     assert cli("jobs", "list")  # the table renders
 
 
 def test_cancel_stops_a_running_job(sqlite_env, fishdata: Path, monkeypatch) -> None:
-    from pipeline.job_state import JobContext
+    from pipeline.jobs.runner import JobContext
 
-    monkeypatch.setattr("pipeline.job_state.PROGRESS_EVERY_S", 0.0)  # every report is written
+    monkeypatch.setattr("pipeline.jobs.runner.PROGRESS_EVERY_S", 0.0)  # every report is written
     # the body pauses after its first report (between transactions) until the cancel is in,
     # so the test does not race the import to its end
     reported, cancelled = threading.Event(), threading.Event()
@@ -139,7 +139,7 @@ def test_cancel_stops_a_running_job(sqlite_env, fishdata: Path, monkeypatch) -> 
 
 
 def test_cancel_of_a_job_that_just_finished_says_so(sqlite_env, monkeypatch) -> None:
-    from pipeline.job_state import cancel_jobs
+    from pipeline.jobs.runner import cancel_jobs
 
     with session_scope() as session:
         rows, _ = jobs.create_rows(session, [("dataset_create", {}), ("train", {})], None)
@@ -242,8 +242,8 @@ def test_export_then_train_chain_in_process(sqlite_env, fishdata: Path) -> None:
     assert run.job_id == train.id and run.dataset_version_id == version.id
     assert train.result["run_id"] == run.id and run.state == JobState.SUCCEEDED
     # a redelivered create finds its version instead of freezing a second one
-    from pipeline.job_state import JobContext
-    from pipeline.tasks import dataset_create_body
+    from pipeline.jobs.runner import JobContext
+    from pipeline.jobs.tasks import dataset_create_body
 
     again = dataset_create_body(JobContext(create.id, "dataset_create", create.args, 2, None))
     assert again["version"] == version.id

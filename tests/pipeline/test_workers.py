@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from catalog.db import session_scope
 from catalog.models import Image, ImageSource, Job, JobState
 from catalog.species import get_species
-from pipeline import jobs
+from pipeline.jobs import submit as jobs
 from tests.pipeline.conftest import wait_until
 
 pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.redis]

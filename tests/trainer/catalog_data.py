@@ -1,8 +1,9 @@
 """Real photos into a catalog and a frozen dataset version, for trainer tests and benchmarks.
 
 Without a split rule of the caller's, the version is made by the dataset module itself
-(``pipeline.datasets.create_version`` over the imported images, approved as imported), so the
-split is the dataset rule's; tests fix their own split to keep every class in both.
+(``pipeline.datasets.versions.create_version`` over the imported images, approved as
+imported), so the split is the dataset rule's; tests fix their own split to keep every class
+in both.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from catalog.limits import limits_from_settings
 from catalog.models import DatasetItem, DatasetVersion, Image, ImageStatus
 from catalog.species import SpeciesSpec, get_species, upsert_species
 from catalog.store import ImageStore
-from pipeline import datasets
+from pipeline.datasets import versions as datasets
 from pipeline.importer import import_files
 from trainer.data import manifest_hash
 

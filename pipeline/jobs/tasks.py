@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session
 from catalog.db import session_scope
 from catalog.models import CrawlJob, DatasetVersion, JobState, TrainingRun
 from catalog.settings import get_settings
-from pipeline.celery_app import QUEUE_OF, app, queue_settings, task_name
 from pipeline.errors import ServiceUnavailable, UsageError
-from pipeline.job_state import Body, JobContext, RetryJob, execute
+from pipeline.jobs.broker import QUEUE_OF, app, queue_settings, task_name
+from pipeline.jobs.runner import Body, JobContext, RetryJob, execute
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
 
 
 def dedupe_body(ctx: JobContext) -> dict[str, Any]:
-    from pipeline.dedupe import run_dedupe
+    from pipeline.dedupe.grouping import run_dedupe
 
     with session_scope() as session:
         report = run_dedupe(session, radius=ctx.args.get("radius"),
@@ -100,7 +100,7 @@ def version_dict(version: DatasetVersion) -> dict[str, Any]:
 
 
 def dataset_create_body(ctx: JobContext) -> dict[str, Any]:
-    from pipeline.datasets import create_version
+    from pipeline.datasets.versions import create_version
 
     a = ctx.args
     with session_scope() as session:
@@ -146,7 +146,7 @@ def upstream(ctx: JobContext, arg: str, result_key: str) -> Any:
 
 
 def dataset_export_body(ctx: JobContext) -> dict[str, Any]:
-    from pipeline.datasets import export_version
+    from pipeline.datasets.export import export_version
 
     version = upstream(ctx, "version", "version")
     fmt = ctx.args.get("format", "imagefolder")

@@ -2,7 +2,7 @@
 review, freeze a dataset version, train the fast path, and summarise every stage.
 
 The demo site serves the real photos of ../shared/fishdata/web-20 behind pages shaped like the
-real sources (crawler.testsite), so the whole platform runs with no network and no services.
+real sources (pipeline.demo.site), so the whole platform runs with no network and no services.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope, upgrade
 from catalog.models import DuplicateGroup, Image, ImageSource, ImageStatus
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species, load_species_file, upsert_species
+from pipeline.datasets.approve import approve_by_keyword
 from pipeline.errors import UsageError
 
-DEMO_SPECIES_FILE = Path(__file__).parent / "data" / "demo_species.yaml"
+DEMO_SPECIES_FILE = Path(__file__).parent / "demo_species.yaml"
 DEMO_SOURCES = ("wikimedia", "inaturalist", "baike", "shop:market")
 Say = Callable[[str], None]
 
@@ -86,7 +87,7 @@ def register_species(session: Session, chosen: list[tuple[str, str, Path]]) -> N
 @contextmanager
 def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
     """The local site, with every spider pointed at it through the environment."""
-    from crawler.testsite.server import serve
+    from pipeline.demo.site.server import serve
 
     species_map: dict[str, Path] = {}
     for _slug, latin, folder in chosen:
@@ -119,23 +120,6 @@ def crawl_all(chosen: list[tuple[str, str, Path]], opts: DemoOptions, summary: D
             advance(f"{slug} · {source}")
 
 
-def accept_crawl_keywords(session: Session) -> int:
-    """Approve unique images under their crawl keyword's species, skipping conflicted groups.
-
-    Stands in for human review when no Label Studio is configured; the demo says so.
-    """
-    conflicted = select(DuplicateGroup.id).where(DuplicateGroup.conflict.is_(True))
-    stmt = (
-        update(Image)
-        .where(Image.status.in_([ImageStatus.UNIQUE, ImageStatus.IN_REVIEW]),
-               Image.expected_species_id.is_not(None),
-               (Image.duplicate_group_id.is_(None)) | Image.duplicate_group_id.not_in(conflicted))
-        .values(status=ImageStatus.APPROVED, label_species_id=Image.expected_species_id)
-        .execution_options(synchronize_session=False)
-    )
-    return session.execute(stmt).rowcount or 0
-
-
 def review_in_label_studio(session: Session, say: Say) -> str:
     from labeling.client import make_client
     from labeling.project import setup_project
@@ -151,7 +135,7 @@ def review_in_label_studio(session: Session, say: Say) -> str:
     session.commit()
     say(f"review: pushed to Label Studio at {s.label_studio_url}: {pushed.as_dict()}")
     say(f"review: pulled annotations: {pulled.as_dict()}")
-    accepted = accept_crawl_keywords(session)
+    accepted = approve_by_keyword(session)
     return (f"Label Studio at {s.label_studio_url}: tasks pushed and annotations pulled; "
             f"{accepted} images nobody has annotated yet were accepted under their crawl "
             f"keyword so the demo can go on")
@@ -175,8 +159,8 @@ def stage_counts(session: Session, summary: DemoSummary) -> None:
 
 def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
     """Every stage in order; ``progress`` is a rich Progress the stages report to."""
-    from pipeline.datasets import create_version
-    from pipeline.dedupe import run_dedupe
+    from pipeline.datasets.versions import create_version
+    from pipeline.dedupe.grouping import run_dedupe
 
     summary = DemoSummary()
     settings = get_settings()
@@ -213,7 +197,7 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
         if settings.label_studio_url:
             summary.review = review_in_label_studio(session, say)
         else:
-            accepted = accept_crawl_keywords(session)
+            accepted = approve_by_keyword(session)
             summary.review = (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
                               f"{accepted} unique images ACCEPTED UNDER THEIR CRAWL KEYWORD "
                               f"without human review; conflicted duplicate groups held back")

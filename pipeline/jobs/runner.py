@@ -29,7 +29,7 @@ from catalog import leases
 from catalog.db import get_engine, session_scope
 from catalog.models import Job, JobState, utcnow
 from catalog.settings import get_settings
-from pipeline.celery_app import queue_settings
+from pipeline.jobs.broker import queue_settings
 
 log = logging.getLogger(__name__)
 

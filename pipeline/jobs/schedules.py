@@ -22,7 +22,7 @@ from catalog.models import CrawlSchedule, Job, Species, utcnow
 from catalog.settings import get_settings
 from catalog.species import get_species
 from pipeline.errors import UsageError
-from pipeline.jobs import Step, add_rows, dispatch
+from pipeline.jobs.submit import Step, add_rows, dispatch
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,14 @@
 """A multi-index hash table over 64-bit perceptual hashes: radius queries without a full scan.
 
-The 64 bits are cut into a few chunks (see ``pipeline.hashplan``). Each chunk has an exact-match
-table (a counting-sort CSR: ``offsets[value] .. offsets[value + 1]`` into the positions sorted
-by that chunk), and a lookup reads every chunk value within ``r_i`` flips of its own, then
-checks the candidates with a popcount. Bulk joins (new hashes against the index, all pairs) are
-vectorised with numpy, one flip mask (or a batch of them) per pass over many queries. A single
-query runs as one compiled loop over its own, lazily built tables (``pipeline.hashpoint``).
+The 64 bits are cut into a few chunks (see ``pipeline.dedupe.hashplan``). Each chunk has an
+exact-match table (a counting-sort CSR: ``offsets[value] .. offsets[value + 1]`` into the
+positions sorted by that chunk), and a lookup reads every chunk value within ``r_i`` flips of
+its own, then checks the candidates with a popcount. Bulk joins (new hashes against the index,
+all pairs) are vectorised with numpy, one flip mask (or a batch of them) per pass over many
+queries.
 
-New hashes go to a small delta that is scanned directly; it is folded into the tables when it
-grows, so inserts never rescan the index.
+Dedupe builds the index once per run over the catalog's hashes and joins the new ones against
+it, so it has no incremental inserts and no single-hash query path.
 """
 
 from __future__ import annotations
@@ -20,23 +20,20 @@ from functools import partial
 
 import numpy as np
 
-from pipeline.hashplan import (
+from pipeline.dedupe.hashplan import (
     Chunk,
     Plan,
     choose_plan,
-    choose_point_plan,
     chunk_values,
     flip_masks,
     make_plan,
 )
-from pipeline.hashpoint import PointTables
 
-__all__ = ["HashIndex", "Plan", "brute_force_query", "choose_plan", "choose_point_plan",
-           "hex_to_u64", "make_plan", "popcount64", "u64_to_hex"]
+__all__ = ["HashIndex", "Plan", "brute_force_query", "choose_plan", "hex_to_u64", "make_plan",
+           "popcount64", "u64_to_hex"]
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))  # bulk joins on large inputs
 _THREAD_MIN = 50_000  # queries in a join before it is worth threads
-_DELTA_SCAN_LIMIT = 20_000_000  # query x delta comparisons before a bulk query compacts first
 
 
 def popcount64(x: np.ndarray) -> np.ndarray:
@@ -197,72 +194,32 @@ class HashIndex:
     """Image ids keyed by 64-bit hash, answering "every id within Hamming distance r".
 
     ``radius`` is the largest radius the index answers; queries may ask for less. ``plan``
-    fixes the chunking (the default picks the cheapest for the current size at every rebuild).
+    fixes the chunking (the default picks the cheapest for the index's size).
     """
 
-    def __init__(self, radius: int = 8, *, plan: Plan | None = None) -> None:
+    def __init__(self, ids: np.ndarray, hashes: np.ndarray, radius: int = 8, *,
+                 plan: Plan | None = None) -> None:
         if plan is not None and plan.radius < radius:
             raise ValueError("the plan must cover the index radius")
         self.radius = radius
-        self._fixed_plan = plan
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._hashes = np.zeros(0, dtype=np.uint64)
-        self._tables = _JoinTables(self._hashes, plan or choose_plan(radius, 0))
-        self._point: PointTables | None = None  # built on the first single query
-        self._delta_ids: list[np.ndarray] = []
-        self._delta_hashes: list[np.ndarray] = []
-        self._delta_n = 0
+        self._ids = np.asarray(ids, dtype=np.int64)
+        self._hashes = np.asarray(hashes, dtype=np.uint64)
+        if len(self._ids) != len(self._hashes):
+            raise ValueError("ids and hashes differ in length")
+        self._tables = _JoinTables(self._hashes, plan or choose_plan(radius, len(self._hashes)))
 
     @classmethod
     def build(
         cls, ids: np.ndarray, hashes: np.ndarray, radius: int = 8, *, plan: Plan | None = None
     ) -> HashIndex:
-        index = cls(radius, plan=plan)
-        index._ids = np.asarray(ids, dtype=np.int64)
-        index._hashes = np.asarray(hashes, dtype=np.uint64)
-        index._rebuild()
-        return index
+        return cls(ids, hashes, radius, plan=plan)
 
     @property
     def plan(self) -> Plan:
         return self._tables.plan
 
     def __len__(self) -> int:
-        return len(self._ids) + self._delta_n
-
-    def add(self, ids: np.ndarray | list[int], hashes: np.ndarray | list[int]) -> None:
-        """Insert without rebuilding; the delta joins the tables once it is 1/8 of them."""
-        ids = np.atleast_1d(np.asarray(ids, dtype=np.int64))
-        hashes = np.atleast_1d(np.asarray(hashes, dtype=np.uint64))
-        if len(ids) != len(hashes):
-            raise ValueError("ids and hashes differ in length")
-        self._delta_ids.append(ids)
-        self._delta_hashes.append(hashes)
-        self._delta_n += len(ids)
-        if self._delta_n > max(4096, len(self._ids) // 8):
-            self.compact()
-
-    def compact(self) -> None:
-        """Fold the delta into the tables."""
-        if not self._delta_n:
-            return
-        self._ids = np.concatenate([self._ids, *self._delta_ids])
-        self._hashes = np.concatenate([self._hashes, *self._delta_hashes])
-        self._delta_ids, self._delta_hashes, self._delta_n = [], [], 0
-        self._rebuild()
-
-    def _rebuild(self) -> None:
-        plan = self._fixed_plan or choose_plan(self.radius, len(self._hashes))
-        self._tables = _JoinTables(self._hashes, plan)
-        self._point = None
-
-    def _delta(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self._delta_n:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint64)
-        if len(self._delta_ids) > 1:
-            self._delta_ids = [np.concatenate(self._delta_ids)]
-            self._delta_hashes = [np.concatenate(self._delta_hashes)]
-        return self._delta_ids[0], self._delta_hashes[0]
+        return len(self._ids)
 
     def _check_radius(self, radius: int | None) -> int:
         radius = self.radius if radius is None else radius
@@ -270,43 +227,15 @@ class HashIndex:
             raise ValueError(f"radius {radius} is outside 0..{self.radius} of this index")
         return radius
 
-    def query(self, value: int, radius: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, distances) of every hash within ``radius`` of ``value``, ordered by id."""
-        radius = self._check_radius(radius)
-        if self._point is None:
-            plan = self._fixed_plan or choose_point_plan(self.radius, len(self._hashes))
-            self._point = PointTables(self._hashes, plan)
-        pos, dists = self._point.query(int(value), radius)
-        ids = self._ids.take(pos)
-        if self._delta_n:
-            d_ids, d_hashes = self._delta()
-            d_dist = popcount64(d_hashes ^ np.uint64(value)).astype(np.int64)
-            near = d_dist <= radius
-            ids = np.concatenate([ids, d_ids[near]])
-            dists = np.concatenate([dists, d_dist[near]])
-        if len(ids) < 2:
-            return ids, dists
-        order = np.argsort(ids, kind="stable")
-        return ids[order], dists[order]
-
     def query_many(
         self, values: np.ndarray, radius: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every (query index, id, distance) within ``radius``: one bulk join, no Python loop."""
         radius = self._check_radius(radius)
         values = np.asarray(values, dtype=np.uint64)
-        if len(values) * self._delta_n > _DELTA_SCAN_LIMIT:
-            self.compact()
         qi, pos, dist = self._tables.join(values, radius)
         qi, pos, dist = _unique_pairs(qi, pos, dist, len(self._ids))
         ids = self._ids[pos]
-        d_ids, d_hashes = self._delta()
-        if len(d_ids) and len(values):
-            d = popcount64(values[:, None] ^ d_hashes[None, :])
-            dq, dp = np.nonzero(d <= radius)
-            qi = np.concatenate([qi, dq])
-            ids = np.concatenate([ids, d_ids[dp]])
-            dist = np.concatenate([dist, d[dq, dp].astype(np.int64)])
         order = np.lexsort((ids, qi))
         return qi[order], ids[order], dist[order]
 
@@ -316,7 +245,6 @@ class HashIndex:
         Entries are compared by position, so an id added twice pairs with itself at distance 0.
         """
         radius = self._check_radius(radius)
-        self.compact()
         a, b, d = self._tables.join(self._hashes, radius, self_join=True)
         a, b, d = _unique_pairs(a, b, d, len(self._ids))
         ida, idb = self._ids[a], self._ids[b]

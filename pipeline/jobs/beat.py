@@ -3,7 +3,7 @@
 Every ``SHOAL_BEAT_INTERVAL`` seconds the scheduler renews (or tries to take) the ``beat``
 lease; only its holder claims due schedules and queues their crawls. A standby beat takes over
 once the leader's lease lapses (three intervals without renewal). Claims are atomic on their
-own (see :mod:`pipeline.schedules`), so even two leaders could not double a run.
+own (see :mod:`pipeline.jobs.schedules`), so even two leaders could not double a run.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from celery.beat import Scheduler
 
 from catalog import leases
 from catalog.db import session_scope
-from pipeline.celery_app import queue_settings
-from pipeline.schedules import enqueue_due
+from pipeline.jobs.broker import queue_settings
+from pipeline.jobs.schedules import enqueue_due
 
 log = logging.getLogger(__name__)
 

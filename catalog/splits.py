@@ -23,17 +23,44 @@ versions with the same ``val_ratio``: a larger ratio moves keys from train to va
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from catalog.versions import TRAIN, VAL, fraction, hash_split
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-__all__ = ["RULE", "SPLITS", "TRAIN", "VAL", "SplitPlan", "fraction", "hash_split",
-           "plan_splits"]
+from catalog.models import DuplicateGroup, Image
 
 RULE = "sha256-threshold-v1"
+TRAIN, VAL = "train", "val"
 SPLITS = (TRAIN, VAL)
+CHUNK = 5000
+
+
+def fraction(key: str) -> float:
+    """The first 8 bytes of sha256(key) over 2**64: uniform in [0, 1), the same everywhere."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+def hash_split(key: str, val_ratio: float) -> str:
+    """Step 2 of the rule: a pure function of the key."""
+    return VAL if fraction(key) < val_ratio else TRAIN
+
+
+def split_key_for(session: Session, image_ids: Iterable[int]) -> dict[int, str]:
+    """Step 1 of the rule: each image's key, its duplicate group's, else its own sha256."""
+    ids = sorted(set(image_ids))
+    keys: dict[int, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        for image_id, sha, group_key in session.execute(
+            select(Image.id, Image.sha256, DuplicateGroup.split_key)
+            .join(DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id, isouter=True)
+            .where(Image.id.in_(ids[start:start + CHUNK]))
+        ):
+            keys[image_id] = group_key or sha
+    return keys
 
 
 @dataclass

@@ -11,7 +11,6 @@ and the CLI all use that one source, so they always agree.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,17 +20,6 @@ from sqlalchemy.orm import Session, aliased
 from catalog.models import DatasetItem, DatasetVersion, Image, ImageSource, ReviewDecision
 
 LATEST = "latest"
-TRAIN, VAL = "train", "val"
-
-
-def fraction(key: str) -> float:
-    """The first 8 bytes of sha256(key) over 2**64: uniform in [0, 1), the same everywhere."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
-
-
-def hash_split(key: str, val_ratio: float) -> str:
-    """The split rule's threshold step (pipeline/splits.py): a pure function of the key."""
-    return VAL if fraction(key) < val_ratio else TRAIN
 
 # columns a version is made of; once the row exists none of them may change
 FROZEN_VERSION_FIELDS = (

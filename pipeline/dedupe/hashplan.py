@@ -99,13 +99,3 @@ def flip_masks(width: int, radius: int) -> np.ndarray:
 
 def chunk_values(hashes: np.ndarray, c: Chunk) -> np.ndarray:
     return ((hashes >> np.uint64(c.shift)) & np.uint64((1 << c.width) - 1)).astype(np.int64)
-
-
-def choose_point_plan(radius: int, n: int) -> Plan:
-    """The chunking with the least expected time for one compiled point query.
-
-    There a key looked up is a read at a random place in memory, about eight times what a
-    candidate costs (those stream from the bucket just found), so point queries favour fewer
-    keys than the bulk join does.
-    """
-    return _cheapest_plan(radius, n, max_lookups=20_000, key_cost=8.0, candidate_cost=1.0)

@@ -1,7 +1,7 @@
 """The Celery app: Redis broker and result backend, one queue per kind of work.
 
 Configured lazily from ``SHOAL_*`` settings, so importing this module never needs a broker:
-with ``SHOAL_BROKER_URL`` unset, :mod:`pipeline.jobs` runs the same task bodies in-process.
+with ``SHOAL_BROKER_URL`` unset, :mod:`pipeline.jobs.submit` runs the same task bodies in-process.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from catalog.settings import get_settings
 
 QUEUES = ("crawl", "dedupe", "review", "export", "train")
 
-# job kind -> queue; the Celery task of a kind is ``pipeline.tasks.<kind>``
+# job kind -> queue; the Celery task of a kind is ``pipeline.jobs.tasks.<kind>``
 QUEUE_OF: dict[str, str] = {
     "crawl": "crawl",
     "import_photos": "crawl",
@@ -52,7 +52,7 @@ def queue_settings() -> QueueSettings:
 
 
 def task_name(kind: str) -> str:
-    return f"pipeline.tasks.{kind}"
+    return f"pipeline.jobs.tasks.{kind}"
 
 
 def celery_config() -> dict[str, Any]:
@@ -89,5 +89,5 @@ def celery_config() -> dict[str, Any]:
     }
 
 
-app = Celery("shoal", include=["pipeline.tasks"])
+app = Celery("shoal", include=["pipeline.jobs.tasks"])
 app.add_defaults(celery_config)  # a callable: read when the config is first used, not at import

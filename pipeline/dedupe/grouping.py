@@ -2,7 +2,7 @@
 
 Exact: the same stored bytes are already one row; the same pixels after normalisation share
 ``images.pixel_sha256``. Near: pHash within ``radius`` bits, confirmed by dHash within
-``dhash_radius`` bits, found with :class:`pipeline.hashindex.HashIndex` (no all-pairs scan).
+``dhash_radius`` bits, found with :class:`pipeline.dedupe.hashindex.HashIndex` (no all-pairs scan).
 
 A run compares the images still ``downloaded`` against every hashed image (``rescan`` compares
 all pairs instead), joins the matches into groups (groups only grow and merge: a group's
@@ -32,8 +32,8 @@ from catalog.models import (
     Species,
     utcnow,
 )
-from pipeline.hashindex import HashIndex, hex_to_u64, popcount64
-from pipeline.licenses import license_rank
+from pipeline.dedupe.hashindex import HashIndex, hex_to_u64, popcount64
+from pipeline.dedupe.licenses import license_rank
 
 # chosen with benchmarks/dedupe.py on the real photos (see docs/dedupe.md)
 DEFAULT_RADIUS = 8
@@ -526,20 +526,3 @@ def run_dedupe(
     _fill_report(report, _summaries(session, plans, plan_ids), top)
     report.seconds = time.perf_counter() - started
     return report
-
-
-def split_key_for(session: Session, image_ids: Iterable[int]) -> dict[int, str]:
-    """The key a dataset split hashes per image: its group's, else its own sha256.
-
-    Every member of a duplicate group gets the same key, so a group never spans train and val.
-    """
-    ids = sorted(set(image_ids))
-    keys: dict[int, str] = {}
-    for part in _chunks(ids):
-        for image_id, sha, group_key in session.execute(
-            select(Image.id, Image.sha256, DuplicateGroup.split_key)
-            .join(DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id, isouter=True)
-            .where(Image.id.in_(part))
-        ):
-            keys[image_id] = group_key or sha
-    return keys

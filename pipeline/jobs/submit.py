@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 from catalog.db import session_scope
 from catalog.models import Job, JobState
 from catalog.settings import get_settings
-from pipeline.celery_app import QUEUE_OF
 from pipeline.errors import ServiceUnavailable, UsageError
-from pipeline.job_state import cancel_jobs, followers
+from pipeline.jobs.broker import QUEUE_OF
+from pipeline.jobs.runner import cancel_jobs, followers
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def enqueue(jobs: Sequence[Job]) -> None:
     from celery import chain
     from kombu.exceptions import OperationalError
 
-    from pipeline import tasks
+    from pipeline.jobs import tasks
 
     sigs = [tasks.TASKS[job.kind].si(job.id).set(task_id=job.task_id) for job in jobs]
     try:
@@ -124,8 +124,8 @@ def enqueue(jobs: Sequence[Job]) -> None:
 
 def run_here(job_ids: Sequence[int]) -> None:
     """The embedded default: each job's body in this process; a failure stops the chain."""
-    from pipeline.job_state import RetryJob
-    from pipeline.tasks import run_in_process
+    from pipeline.jobs.runner import RetryJob
+    from pipeline.jobs.tasks import run_in_process
 
     for job_id in job_ids:
         try:
@@ -167,7 +167,7 @@ def cancel(job_id: int) -> list[int]:
             raise UsageError(f"job {job_id} already {job.state}")
         task_ids = list(session.scalars(select(Job.task_id).where(Job.id.in_(ids))))
     if broker_configured() and task_ids:
-        from pipeline.celery_app import app
+        from pipeline.jobs.broker import app
 
         try:  # spares workers the delivery; the catalog state alone already stops it
             app.control.revoke([t for t in task_ids if t])

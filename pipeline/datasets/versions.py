@@ -1,18 +1,16 @@
-"""Immutable dataset versions: freeze the approved images, write the manifest, export.
+"""Immutable dataset versions: freeze the approved images and write the manifest.
 
 A version is a frozen list of ``(image, sha256, label, split)`` rows plus a JSON Lines
 manifest whose sha256 is stored on the version. The split of each image follows
-``pipeline.splits`` (a pure function of the image's duplicate-group key).
+``catalog.splits`` (a pure function of the image's duplicate-group key).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import closing
@@ -24,6 +22,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.attributes import set_committed_value
 
+from catalog.dataset_versions import (
+    LATEST,
+    PROVENANCE,
+    find_version,
+    list_versions,
+    manifest_query,
+    with_provenance,
+)
 from catalog.models import (
     DatasetItem,
     DatasetVersion,
@@ -33,21 +39,10 @@ from catalog.models import (
 )
 from catalog.settings import get_settings
 from catalog.species import get_species
+from catalog.splits import RULE, VAL, plan_splits, split_key_for
 from catalog.store import file_sha256
-from catalog.versions import (
-    LATEST,
-    PROVENANCE,
-    find_version,
-    item_image_paths,
-    list_versions,
-    manifest_query,
-    with_provenance,
-)
-from pipeline.dedupe import split_key_for
 from pipeline.errors import ShoalError, UsageError
-from pipeline.splits import RULE, SPLITS, VAL, plan_splits
 
-FORMATS = ("imagefolder", "manifest")
 MANIFEST = "manifest.jsonl"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 AUTO_NAME = re.compile(r"^v(\d+)$")
@@ -321,75 +316,3 @@ def ensure_manifest(session: Session, version: DatasetVersion) -> Path:
         )
     os.replace(rebuilt, path)
     return path
-
-
-# --- exporting one --------------------------------------------------------------------------
-def export_version(
-    session: Session, version: str | int, fmt: str, out_dir: Path, *, copy: bool = False
-) -> Path:
-    """Write a version to ``out_dir``: its manifest, and for ``imagefolder`` the images as
-    ``train|val/<species>/<sha256>.jpg`` hard-linked from the store (copied across
-    filesystems, or always with ``copy``). Re-exporting into the same folder is a no-op."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
-    row = get_version(session, version)
-    manifest = ensure_manifest(session, row)
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir, row)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if fmt == "imagefolder":
-        _export_images(session, row, out_dir, copy=copy)
-    shutil.copyfile(manifest, out_dir / MANIFEST)
-    return out_dir
-
-
-def _check_out_dir(out_dir: Path, version: DatasetVersion) -> None:
-    """Refuse a non-empty folder unless it holds an earlier export of this same version."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise UsageError(f"--out {out_dir} exists and is not a folder")
-    if not any(out_dir.iterdir()):
-        return
-    previous = out_dir / MANIFEST
-    if previous.is_file() and file_sha256(previous) == version.manifest_sha256:
-        return
-    raise UsageError(f"--out {out_dir} is not empty and holds no export of {version.name!r}")
-
-
-def _export_images(session: Session, version: DatasetVersion, out_dir: Path, *, copy: bool) -> None:
-    image_root = get_settings().image_dir
-    missing: list[str] = []
-    made: set[Path] = set()
-    for sha, label, split, rel in item_image_paths(session, version.id):
-        src = image_root / rel if rel else None
-        if src is None or not src.is_file():
-            missing.append(sha)
-            continue
-        folder = out_dir / split / label
-        if folder not in made:
-            folder.mkdir(parents=True, exist_ok=True)
-            made.add(folder)
-        _place(src, folder / f"{sha}{src.suffix or '.jpg'}", copy=copy)
-    for split in SPLITS:  # ImageFolder needs the folder even when a split is empty
-        (out_dir / split).mkdir(exist_ok=True)
-    if missing:
-        raise ShoalError(
-            f"{len(missing)} image file(s) of {version.name!r} are missing from the store "
-            f"{image_root} (first: {missing[0]})"
-        )
-
-
-def _place(src: Path, dst: Path, *, copy: bool) -> None:
-    if dst.exists():
-        if dst.stat().st_size == src.stat().st_size:
-            return
-        dst.unlink()
-    if not copy:
-        try:
-            os.link(src, dst)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                raise
-    shutil.copyfile(src, dst)

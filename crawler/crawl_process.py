@@ -1,4 +1,4 @@
-"""One crawl job in this process: ``python -m crawler.process CRAWL_JOB_ID``.
+"""One crawl job in this process: ``python -m crawler.crawl_process CRAWL_JOB_ID``.
 
 Twisted's reactor cannot be restarted, so every crawl gets a fresh process (``run_crawl``
 starts this one). It marks the ``crawl_jobs`` row running, runs the spider with the catalog
@@ -19,8 +19,8 @@ from catalog.db import session_scope
 from catalog.limits import limits_from_settings
 from catalog.models import CrawlJob, JobState, utcnow
 from catalog.settings import get_settings
-from crawler.config import get_crawl_settings
-from crawler.settings import scrapy_settings
+from crawler.scrapy_settings import scrapy_settings
+from crawler.sites import get_crawl_settings
 from crawler.sources import spider_for
 from crawler.stats import failure_of, summarise
 

@@ -14,7 +14,7 @@ every photo of that folder is then answered by every source, each under its own 
 - ``/shop/search?q=NAME&page=N``: paged results whose images use ``srcset``, lazy ``data-src``
   and ``data-srcset`` (the small size in ``src``, the large one in the lazy attributes).
 - ``/robots.txt`` disallows ``/private/``. The first shop page of a known species also lists the
-  hostile files (``crawler.testsite.hostile``) and the network-level ones: a 404, a redirect
+  hostile files (``pipeline.demo.site.hostile``) and the network-level ones: a 404, a redirect
   loop, a slow response (bounded), a download larger than the size cap and a robots-disallowed
   image.
 
@@ -43,8 +43,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image
 
-from crawler.config import site_env_name
-from crawler.testsite.hostile import hostile_files
+from crawler.sites import site_env_name
+from pipeline.demo.site.hostile import hostile_files
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}
 LICENSES = ["cc-by", "cc-by-nc", None, "cc0", "cc-by-sa"]  # None: all rights reserved

@@ -1,0 +1,91 @@
+"""Export a dataset version: its manifest, and for ``imagefolder`` the images by split and class."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from catalog.dataset_versions import item_image_paths
+from catalog.models import DatasetVersion
+from catalog.settings import get_settings
+from catalog.splits import SPLITS
+from catalog.store import file_sha256
+from pipeline.datasets.versions import MANIFEST, ensure_manifest, get_version
+from pipeline.errors import ShoalError, UsageError
+
+FORMATS = ("imagefolder", "manifest")
+
+
+def export_version(
+    session: Session, version: str | int, fmt: str, out_dir: Path, *, copy: bool = False
+) -> Path:
+    """Write a version to ``out_dir``: its manifest, and for ``imagefolder`` the images as
+    ``train|val/<species>/<sha256>.jpg`` hard-linked from the store (copied across
+    filesystems, or always with ``copy``). Re-exporting into the same folder is a no-op."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    row = get_version(session, version)
+    manifest = ensure_manifest(session, row)
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, row)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if fmt == "imagefolder":
+        _export_images(session, row, out_dir, copy=copy)
+    shutil.copyfile(manifest, out_dir / MANIFEST)
+    return out_dir
+
+
+def _check_out_dir(out_dir: Path, version: DatasetVersion) -> None:
+    """Refuse a non-empty folder unless it holds an earlier export of this same version."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    previous = out_dir / MANIFEST
+    if previous.is_file() and file_sha256(previous) == version.manifest_sha256:
+        return
+    raise UsageError(f"--out {out_dir} is not empty and holds no export of {version.name!r}")
+
+
+def _export_images(session: Session, version: DatasetVersion, out_dir: Path, *, copy: bool) -> None:
+    image_root = get_settings().image_dir
+    missing: list[str] = []
+    made: set[Path] = set()
+    for sha, label, split, rel in item_image_paths(session, version.id):
+        src = image_root / rel if rel else None
+        if src is None or not src.is_file():
+            missing.append(sha)
+            continue
+        folder = out_dir / split / label
+        if folder not in made:
+            folder.mkdir(parents=True, exist_ok=True)
+            made.add(folder)
+        _place(src, folder / f"{sha}{src.suffix or '.jpg'}", copy=copy)
+    for split in SPLITS:  # ImageFolder needs the folder even when a split is empty
+        (out_dir / split).mkdir(exist_ok=True)
+    if missing:
+        raise ShoalError(
+            f"{len(missing)} image file(s) of {version.name!r} are missing from the store "
+            f"{image_root} (first: {missing[0]})"
+        )
+
+
+def _place(src: Path, dst: Path, *, copy: bool) -> None:
+    if dst.exists():
+        if dst.stat().st_size == src.stat().st_size:
+            return
+        dst.unlink()
+    if not copy:
+        try:
+            os.link(src, dst)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+    shutil.copyfile(src, dst)

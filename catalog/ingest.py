@@ -31,6 +31,7 @@ class SourceInfo:
 
     url: str
     page_url: str | None = None
+    link_url: str | None = None  # the page link as found, when page_url was unwrapped from it
     site: str | None = None
     license: str | None = None
     license_url: str | None = None
@@ -147,6 +148,7 @@ def record_source(
         "url": source.url,
         "image_id": image_id,
         "page_url": source.page_url,
+        "link_url": source.link_url,
         "site": source.site,
         "license": source.license,
         "license_url": source.license_url,

@@ -75,6 +75,16 @@ class Species(Base):
     # {"en": [...], "zh": [...], "la": [...]}: search keywords per language
     keywords: Mapped[dict[str, Any]] = mapped_column(default=dict)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # the name resolved against a taxonomic backbone (GBIF species/match), once, at add/import:
+    # status "resolved" | "unresolved" (added without resolution) | "not_fish" (forced in);
+    # null: never checked (the shipped list)
+    taxon_status: Mapped[str | None] = mapped_column(String(16))
+    taxon_match: Mapped[str | None] = mapped_column(String(16))  # EXACT | FUZZY | HIGHERRANK
+    gbif_key: Mapped[int | None] = mapped_column(Integer)  # usageKey of the accepted name
+    accepted_name: Mapped[str | None] = mapped_column(String(128))
+    synonyms: Mapped[list[Any]] = mapped_column(default=list)
+    taxon_class: Mapped[str | None] = mapped_column(String(64))
+    taxon_order: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def all_keywords(self) -> list[str]:
@@ -119,6 +129,8 @@ class CrawlJob(Base):
     limit: Mapped[int | None] = mapped_column(Integer)
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # a succeeded crawl that looks wrong (no images from its pages, most items dropped): why
+    warning: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -212,6 +224,8 @@ class ImageSource(Base):
     url: Mapped[str] = mapped_column(String(2048), unique=True)
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"), index=True)
     page_url: Mapped[str | None] = mapped_column(String(2048))
+    # the page link as found when page_url was unwrapped from it (a click-tracking redirect)
+    link_url: Mapped[str | None] = mapped_column(String(2048))
     site: Mapped[str | None] = mapped_column(String(255), index=True)
     license: Mapped[str | None] = mapped_column(String(128), index=True)
     license_url: Mapped[str | None] = mapped_column(String(2048))

@@ -15,6 +15,8 @@ from catalog.models import Species
 
 DEFAULT_SPECIES_FILE = Path(__file__).parent / "data" / "default_species.yaml"
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TAXON_FIELDS = ("taxon_status", "taxon_match", "gbif_key", "accepted_name", "synonyms",
+                "taxon_class", "taxon_order")
 
 
 class SpeciesFileError(ValueError):
@@ -28,6 +30,14 @@ class SpeciesSpec(BaseModel):
     name_en: str | None = None
     keywords: dict[str, list[str]] = Field(default_factory=dict)
     active: bool = True
+    # the backbone's answer (crawler.taxonomy); an update that does not give them keeps them
+    taxon_status: str | None = None  # resolved | unresolved | not_fish (added with --force)
+    taxon_match: str | None = None
+    gbif_key: int | None = None
+    accepted_name: str | None = None
+    synonyms: list[str] = Field(default_factory=list)
+    taxon_class: str | None = None
+    taxon_order: str | None = None
 
     @field_validator("slug")
     @classmethod
@@ -75,6 +85,9 @@ def upsert_species(session: Session, specs: list[SpeciesSpec]) -> tuple[int, int
     for spec in specs:
         row = existing.get(spec.slug)
         values = spec.model_dump()
+        for key in TAXON_FIELDS:  # a file without taxonomy keeps what was resolved before
+            if key not in spec.model_fields_set:
+                values.pop(key)
         if row is None:
             session.add(Species(**values))
             added += 1
@@ -95,6 +108,16 @@ def ensure_default_species(session: Session) -> int:
         return 0
     added, _ = upsert_species(session, load_species_file(DEFAULT_SPECIES_FILE))
     return added
+
+
+def species_names(row: Species) -> list[str]:
+    """Every scientific name the species goes by: the registered, accepted and synonyms."""
+    names: dict[str, None] = {row.latin_name: None}
+    if row.accepted_name:
+        names.setdefault(row.accepted_name, None)
+    for name in row.synonyms or []:
+        names.setdefault(name, None)
+    return list(names)
 
 
 class UnknownSpecies(LookupError):

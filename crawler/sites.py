@@ -23,6 +23,8 @@ DEFAULT_SITES: dict[str, str] = {
     "wikipedia_zh": "https://zh.wikipedia.org",
     "commons": "https://commons.wikimedia.org",
     "inaturalist_api": "https://api.inaturalist.org/v1",
+    "gbif_api": "https://api.gbif.org/v1",
+    "gbif": "https://www.gbif.org",
 }
 
 

@@ -23,11 +23,11 @@ def test_species_list_prints_thirty(shoal_env):
 
 def test_species_add_and_import(shoal_env, tmp_path):
     assert runner.invoke(app, ["species", "add", "hilsa", "--latin", "Tenualosa ilisha",
-                               "--en", "Hilsa shad"]).exit_code == 0
+                               "--en", "Hilsa shad", "--no-resolve"]).exit_code == 0
     f = tmp_path / "more.yaml"
     f.write_text("species:\n- slug: rohu\n  latin_name: Labeo rohita\n"
                  "- slug: hilsa\n  latin_name: Tenualosa ilisha\n  name_zh: 鲥鱼\n")
-    result = runner.invoke(app, ["species", "import", str(f)])
+    result = runner.invoke(app, ["species", "import", str(f), "--no-resolve"])
     assert result.exit_code == 0, result.output
     assert "1 added, 1 updated" in result.stdout
     rows = json.loads(runner.invoke(app, ["species", "list", "--json"]).stdout)

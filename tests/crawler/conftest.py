@@ -49,3 +49,15 @@ def crawl_env_any_db(shoal_env, site: TestSite, monkeypatch: pytest.MonkeyPatch)
     """Like ``crawl_env`` on SQLite and on PostgreSQL."""
     point_at(site, monkeypatch)
     return site
+
+
+@pytest.fixture(scope="session")
+def recordings() -> Path:
+    """The real recorded responses, read in place (never copied into the repository)."""
+    from pipeline.demo.site.recorded import recorded_dir
+
+    path = recorded_dir()
+    assert (path / "README.md").is_file(), (
+        f"the recorded responses are expected at {path} (../shared/recorded beside the "
+        "checkout, or SHOAL_RECORDED)")
+    return path

@@ -19,6 +19,7 @@ from catalog.db import session_scope
 from catalog.limits import limits_from_settings
 from catalog.models import CrawlJob, JobState, utcnow
 from catalog.settings import get_settings
+from catalog.species import species_names
 from crawler.scrapy_settings import scrapy_settings
 from crawler.sites import get_crawl_settings
 from crawler.sources import spider_for
@@ -34,6 +35,14 @@ def log_path(data_dir: Path, crawl_job_id: int) -> Path:
     return data_dir.resolve() / "crawl-logs" / f"{crawl_job_id}.log"
 
 
+def species_arguments(sp: Any) -> dict[str, Any]:
+    """What a spider knows of its species (plain data: it crosses into the crawl process)."""
+    return {"slug": sp.slug, "latin_name": sp.latin_name, "keywords": sp.keywords or {},
+            "name_zh": sp.name_zh, "name_en": sp.name_en, "names": species_names(sp),
+            "taxon_class": sp.taxon_class, "gbif_key": sp.gbif_key,
+            "taxon_status": sp.taxon_status}
+
+
 def _emit(result: dict[str, Any]) -> None:
     line = {"status": result["status"], "reason": result.get("reason"), "url": result.get("url")}
     sys.stdout.write(json.dumps(line) + "\n")
@@ -46,15 +55,14 @@ def _start(crawl_job_id: int) -> tuple[dict[str, Any], str, int | None, int]:
         if job is None:
             raise LookupError(f"no crawl job {crawl_job_id}")
         sp = job.species
-        species = {"slug": sp.slug, "latin_name": sp.latin_name, "keywords": sp.keywords or {},
-                   "name_zh": sp.name_zh, "name_en": sp.name_en}
+        species = species_arguments(sp)
         job.state, job.started_at, job.error, job.finished_at = (
             JobState.RUNNING, utcnow(), None, None)
         return species, job.source, job.limit, sp.id
 
 
 def _finish(crawl_job_id: int, stats: dict[str, Any] | None, error: str | None,
-            keyword: str | None = None) -> None:
+            keyword: str | None = None, warning: str | None = None) -> None:
     with session_scope() as session:
         job = session.get(CrawlJob, crawl_job_id)
         assert job is not None
@@ -64,6 +72,7 @@ def _finish(crawl_job_id: int, stats: dict[str, Any] | None, error: str | None,
             job.keyword = keyword[:255]
         job.state = JobState.FAILED if error else JobState.SUCCEEDED
         job.error = error
+        job.warning = None if error else warning
         job.finished_at = utcnow()
 
 
@@ -91,7 +100,7 @@ def run_job(crawl_job_id: int) -> int:
     summary = summarise(raw)
     error = failure_of(summary, raw.get("shoal/first_page_error"))
     keyword = "; ".join(crawler.spider.keywords()) if crawler.spider else None
-    _finish(crawl_job_id, summary, error, keyword)
+    _finish(crawl_job_id, summary, error, keyword, "; ".join(summary["warnings"]) or None)
     if error is None:
         shutil.rmtree(job_dir, ignore_errors=True)
     return 1 if error else 0

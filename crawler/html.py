@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import lxml.html
+from lxml import etree
 from parsel import Selector
 
 # attributes lazy-loading scripts keep the real image in, best first
@@ -45,10 +48,72 @@ def best_image_url(img: Selector) -> str | None:
     return None
 
 
+BLOCK_TAGS = frozenset({
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
+    "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "ol", "p",
+    "pre", "section", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
+})
+HIDDEN_TAGS = frozenset({"script", "style", "template", "noscript"})
+
+
+def _text_parts(el: Any, parts: list[str]) -> None:
+    tag = el.tag if isinstance(el.tag, str) else ""  # comments and processing instructions
+    if tag in HIDDEN_TAGS or not tag:
+        return
+    block = tag.lower() in BLOCK_TAGS
+    if block:
+        parts.append("\n")
+    if el.text:
+        parts.append(el.text)
+    for child in el:
+        _text_parts(child, parts)
+        if child.tail:
+            parts.append(child.tail)
+    if block:
+        parts.append("\n")
+
+
 def clean_text(value: str | None) -> str | None:
-    """Visible text of an HTML fragment (MediaWiki's Artist field is HTML)."""
-    if not value:
+    """An HTML fragment's text as a person reads it (MediaWiki's Artist field is HTML).
+
+    Inline tags join their text as it stands (``<a>Bea</a><b>o</b>`` is "Beao", not "Bea o");
+    block tags and ``<br>`` end a line; runs of whitespace become one space and the lines are
+    joined with "; ". Scripts, styles and comments are no text.
+    """
+    if not value or not value.strip():
         return None
-    text = " ".join(Selector(text=f"<div>{value}</div>").xpath("//text()").getall())
-    text = re.sub(r"\s+", " ", text).strip()
-    return text or None
+    try:
+        root = lxml.html.fragment_fromstring(value, create_parent="div")
+    except (etree.ParserError, ValueError):
+        return re.sub(r"\s+", " ", value).strip() or None
+    parts: list[str] = []
+    _text_parts(root, parts)
+    lines = (re.sub(r"\s+", " ", line).strip() for line in "".join(parts).split("\n"))
+    return "; ".join(line for line in lines if line) or None
+
+
+def first_match(sel: Selector | Any, alternatives: list[str]) -> Any:
+    """The matches of the first CSS alternative that matches anything (an empty list if none)."""
+    for css in alternatives:
+        found = sel.css(css)
+        if found:
+            return found
+    return []
+
+
+def first_value(sel: Selector | Any, alternatives: list[str]) -> str | None:
+    """The text or attribute the first matching alternative selects, read as a person would:
+    ``::text`` selections are joined and their whitespace normalised."""
+    for css in alternatives:
+        found = sel.css(css)
+        if not found:
+            continue
+        if css.endswith("::text"):
+            text = clean_text(" ".join(found.getall()))
+            if text:
+                return text
+            continue
+        value = (found.get() or "").strip()
+        if value:
+            return value
+    return None

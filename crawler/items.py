@@ -11,6 +11,7 @@ class ImageItem(scrapy.Item):
     image_urls = scrapy.Field()  # list with the one URL to fetch
     images = scrapy.Field()  # filled by the pipeline: one result per URL
     page_url = scrapy.Field()
+    link_url = scrapy.Field()  # the page link as found, when page_url was unwrapped from it
     site = scrapy.Field()
     license = scrapy.Field()
     license_url = scrapy.Field()

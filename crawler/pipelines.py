@@ -67,7 +67,8 @@ KNOWN_URL = (
 
 def source_info(item: Any, url: str, crawl_job_id: int | None) -> SourceInfo:
     return SourceInfo(
-        url=url, page_url=item.get("page_url"), site=item.get("site"),
+        url=url, page_url=item.get("page_url"), link_url=item.get("link_url"),
+        site=item.get("site"),
         license=item.get("license"), license_url=item.get("license_url"),
         artist=item.get("artist"), title=item.get("title"), keyword=item.get("keyword"),
         crawl_job_id=crawl_job_id,

@@ -11,6 +11,11 @@ from catalog.imaging import Limits
 from crawler.sites import CrawlSettings
 
 PIPELINE = "crawler.pipelines.CatalogPipeline"
+MONITORS = {
+    "SPIDERMON_ENABLED": True,
+    "EXTENSIONS": {"spidermon.contrib.scrapy.extensions.Spidermon": 500},
+    "SPIDERMON_SPIDER_CLOSE_MONITORS": ["crawler.monitors.ParseHealth"],
+}
 
 
 def ingest_workers(crawl: CrawlSettings) -> int:
@@ -59,6 +64,7 @@ def scrapy_settings(
         "SHOAL_INGEST_WORKERS": ingest_workers(crawl),
         "HTTPCACHE_ENABLED": crawl.httpcache,
         "HTTPCACHE_DIR": str(data_dir / "http-cache"),  # pages only: images are not cached
+        **MONITORS,
     }
     if job_dir is not None:
         settings["JOBDIR"] = str(job_dir)

@@ -14,7 +14,7 @@ class UnknownSource(ValueError):
 
 def all_sources() -> list[str]:
     shops = [f"shop:{name}" for name in available_profiles("shop")]
-    return ["wikimedia", "inaturalist", "baike", *shops]
+    return ["wikimedia", "inaturalist", "gbif", "baike", *shops]
 
 
 def spider_for(source: str) -> tuple[type[ShoalSpider], dict[str, Any]]:
@@ -23,7 +23,7 @@ def spider_for(source: str) -> tuple[type[ShoalSpider], dict[str, Any]]:
     if kind not in SPIDERS:
         raise UnknownSource(f"unknown source '{source}' (known: {', '.join(all_sources())})")
     if kind == "shop" and not profile:
-        shops = ", ".join(all_sources()[3:]) or "none"
+        shops = ", ".join(s for s in all_sources() if s.startswith("shop:")) or "none"
         raise UnknownSource(f"the shop source needs a profile: shop:PROFILE (known: {shops})")
     if profile and kind not in ("shop", "baike"):
         raise UnknownSource(f"source '{kind}' takes no profile")

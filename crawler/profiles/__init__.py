@@ -7,8 +7,10 @@ and then in this package. ``base_url`` is overridden by ``SHOAL_CRAWL_SITE_<SITE
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -22,20 +24,46 @@ class ProfileError(ValueError):
     """A profile that is missing or malformed; the message says which and why."""
 
 
-class ShopSelectors(BaseModel):
-    item: str  # CSS: one element per product in the search results
-    image: str = "img"  # CSS inside the item: the <img> (largest srcset/data-src wins)
-    title: str | None = None  # CSS inside the item, e.g. "a.title::text"
-    link: str | None = None  # CSS inside the item: product page, e.g. "a::attr(href)"
-    next_page: str | None = None  # CSS on the page: the next results page
+Css = list[str]  # alternatives, tried in order: the first that matches anything is used
 
 
-class ArticleSelectors(BaseModel):
-    title: str | None = "h1::text"
-    summary_image: str | None = None  # CSS of the lead <img>
-    album_link: str | None = None  # CSS of the album page URL, e.g. "a.album::attr(href)"
-    album_image: str | None = None  # CSS of every <img> on an album page
-    album_next: str | None = None  # CSS of the album's next page URL
+def _alternatives(value: Any) -> Any:
+    """A selector may be one CSS string or a list of alternatives (old and new layouts)."""
+    return [value] if isinstance(value, str) else value
+
+
+class Selectors(BaseModel):
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_list(cls, value: Any) -> Any:
+        return _alternatives(value)
+
+
+class ShopSelectors(Selectors):
+    item: Css  # CSS: one element per product in the search results
+    image: Css = ["img"]  # CSS inside the item: the <img> (largest srcset/data-src wins)
+    title: Css = []  # CSS inside the item, e.g. "a.title::text"
+    link: Css = []  # CSS inside the item: product page, e.g. "a::attr(href)"
+    next_page: Css = []  # CSS on the page: the next results page
+
+
+class ArticleSelectors(Selectors):
+    title: Css = ["h1::text"]
+    summary_image: Css = []  # CSS of the lead <img>
+    album_link: Css = []  # CSS of the album page URL, e.g. "a.album::attr(href)"
+    album_image: Css = []  # CSS of every <img> on an album page
+    album_next: Css = []  # CSS of the album's next page URL
+
+
+class Rewrite(BaseModel):
+    pattern: str  # a regular expression on the image URL
+    replace: str = ""
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        re.compile(value)
+        return value
 
 
 class Profile(BaseModel):
@@ -47,6 +75,19 @@ class Profile(BaseModel):
     languages: list[str] = Field(default_factory=lambda: ["zh", "en", "la"])
     max_pages: int = 3
     license: str | None = None  # when the site states one for all its images
+    # hosts the source fetches images from besides its own site (CDNs): with the site's, the
+    # only hosts a crawl of it may fetch (``allowed_hosts``)
+    image_hosts: list[str] = Field(default_factory=list)
+    # query parameters removed from image URLs (a thumbnail transform such as Baidu's
+    # x-bce-process=image/resize,...,w_268) and regular-expression rewrites, in order
+    image_url_drop_params: list[str] = Field(default_factory=list)
+    image_url_rewrites: list[Rewrite] = Field(default_factory=list)
+    # a product link that is a click-tracking redirect carries the real page in this query
+    # parameter (e.g. "url"): the page URL is unwrapped, the link as found is kept too
+    link_param: str | None = None
+    # the recorded page this profile's selectors are tested on (under ../shared/recorded/)
+    fixture: str | None = None
+    fixture_keyword: str | None = None
     shop: ShopSelectors | None = None
     article: ArticleSelectors | None = None
 
@@ -66,10 +107,33 @@ class Profile(BaseModel):
         return site_env_name(self.site_key)
 
     def url_for(self, keyword: str) -> str:
-        from urllib.parse import quote
-
         base = site_url(self.site_key, self.base_url)
         return self.search_url.format(base=base, keyword=quote(keyword))
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """The public hosts a crawl of this site fetches: its own and its image CDNs."""
+        own = urlsplit(self.base_url).hostname or self.site
+        return tuple(dict.fromkeys([own, self.site, *self.image_hosts]))
+
+    def full_image_url(self, url: str) -> str:
+        """The image URL without the thumbnail transforms the profile names."""
+        if self.image_url_drop_params:
+            parts = urlsplit(url)
+            query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                     if k not in self.image_url_drop_params]
+            url = urlunsplit(parts._replace(query=urlencode(query, safe="/,:")))
+        for rule in self.image_url_rewrites:
+            url = re.sub(rule.pattern, rule.replace, url)
+        return url
+
+    def unwrap_link(self, url: str) -> str:
+        """The page a click-tracking link leads to (its ``link_param``), else the link."""
+        if not self.link_param:
+            return url
+        values = parse_qs(urlsplit(url).query).get(self.link_param)
+        target = values[0] if values else ""
+        return target if urlsplit(target).scheme in ("http", "https") else url
 
 
 def profile_dirs() -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crawler.spiders.baike import BaikeSpider
 from crawler.spiders.base import ShoalSpider
+from crawler.spiders.gbif import GbifSpider
 from crawler.spiders.inaturalist import INaturalistSpider
 from crawler.spiders.shop import ShopSpider
 from crawler.spiders.wikimedia import WikimediaSpider
@@ -11,6 +12,7 @@ from crawler.spiders.wikimedia import WikimediaSpider
 SPIDERS: dict[str, type[ShoalSpider]] = {
     "wikimedia": WikimediaSpider,
     "inaturalist": INaturalistSpider,
+    "gbif": GbifSpider,
     "baike": BaikeSpider,
     "shop": ShopSpider,
 }

@@ -1,4 +1,5 @@
-"""What every Shoal spider shares: species keywords, the image limit, page bookkeeping."""
+"""What every Shoal spider shares: species keywords and names, the image limit, page
+bookkeeping, and every dropped result counted by its reason (``crawler.stats.Drop``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,24 @@ from twisted.python.failure import Failure
 from crawler.failures import classify
 from crawler.items import ImageItem, image_item
 from crawler.profiles import Profile, load_profile
+from crawler.stats import Drop
+
+
+def name_key(name: str) -> str:
+    """A name as compared: case, underscores and runs of spaces do not matter."""
+    return " ".join(name.replace("_", " ").split()).casefold()
 
 
 class ShoalSpider(scrapy.Spider):
-    """Spider arguments: ``species`` (slug, latin_name, keywords by language) and ``limit``."""
+    """Spider arguments: ``species`` (slug, latin_name, keywords by language, and when resolved
+    ``names`` (registered, accepted, synonyms), ``taxon_class``, ``gbif_key``) and ``limit``."""
 
     name = "shoal"
     # keyword languages this source is searched in, best first ("la" is the Latin name)
     languages: tuple[str, ...] = ("la", "en", "zh")
+    # hosts this source fetches from (pages and images); None: any public host (GBIF media
+    # live on their publishers' servers). Read by the host-confinement middleware.
+    hosts: tuple[str, ...] | None = ()
 
     def __init__(self, species: dict[str, Any], limit: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -49,17 +60,46 @@ class ShoalSpider(scrapy.Spider):
             words.setdefault(word, None)
         return list(words) or [self.species["latin_name"]]
 
+    def scientific_names(self) -> list[str]:
+        """The registered Latin name, the accepted name and the synonyms."""
+        return list(dict.fromkeys([self.species["latin_name"], *(self.species.get("names") or [])]))
+
+    def is_species_name(self, name: str | None) -> bool:
+        return bool(name) and name_key(name) in {name_key(n) for n in self.scientific_names()}
+
+    def is_known_name(self, name: str | None) -> bool:
+        """A scientific name or a search keyword of this species (an article title)."""
+        return bool(name) and name_key(name) in {
+            name_key(n) for n in [*self.scientific_names(), *self.keywords()]}
+
+    def mentions_species(self, *texts: str | None) -> bool:
+        """Whether one of the species' scientific names appears in one of the texts."""
+        haystack = name_key(" ".join(t for t in texts if t))
+        return any(name_key(n) in haystack for n in self.scientific_names())
+
     # --- images ---------------------------------------------------------------------------
     @property
     def full(self) -> bool:
         return self.limit is not None and len(self.found) >= self.limit
 
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count a result left out before any download, by reason (``Drop``)."""
+        self.crawler.stats.inc_value(f"shoal/skipped/{reason}", n)
+
     def emit(self, url: str | None, response: Response, **meta: str | None) -> ImageItem | None:
-        """An item for ``url`` unless it was already found in this crawl or the limit is met."""
-        if not url or self.full:
+        """An item for ``url``, or None (counted) when it has none, is no web URL or was
+        already found in this crawl; None (not counted) once the limit is met."""
+        if self.full:
+            return None
+        if not url or not url.strip():
+            self.drop(Drop.NO_URL)
             return None
         url = response.urljoin(url.strip())
-        if urlsplit(url).scheme not in ("http", "https") or url in self.found:
+        if urlsplit(url).scheme not in ("http", "https"):
+            self.drop(Drop.BAD_URL)
+            return None
+        if url in self.found:
+            self.drop(Drop.DUPLICATE_URL)
             return None
         self.found.add(url)
         self.crawler.stats.inc_value("shoal/images_found")
@@ -101,3 +141,4 @@ class ProfileSpider(ShoalSpider):
             raise ValueError(f"the {self.name} spider needs a profile")
         self.profile: Profile = load_profile(name, kind=self.profile_kind)
         self.languages = tuple(self.profile.languages)
+        self.hosts = self.profile.allowed_hosts

@@ -7,8 +7,9 @@ from typing import Any
 
 from scrapy.http import Response
 
-from crawler.html import best_image_url
+from crawler.html import best_image_url, first_match, first_value
 from crawler.spiders.base import ProfileSpider
+from crawler.stats import Drop
 
 
 class ShopSpider(ProfileSpider):
@@ -24,21 +25,24 @@ class ShopSpider(ProfileSpider):
         self.page_ok(response)
         sel = self.profile.shop
         assert sel is not None
-        for product in response.css(sel.item):
-            img = product.css(sel.image)
+        for product in first_match(response, sel.item):
+            img = first_match(product, sel.image)
             if not img:
+                self.drop(Drop.NO_URL)  # a result card without a picture
                 continue
-            link = product.css(sel.link).get() if sel.link else None
-            title = product.css(sel.title).get() if sel.title else None
+            url = best_image_url(img[0])
+            link = first_value(product, sel.link)
+            link = response.urljoin(link) if link else None
+            page = self.profile.unwrap_link(link) if link else response.url
             item = self.emit(
-                best_image_url(img[0]), response,
-                page_url=response.urljoin(link) if link else response.url,
+                self.profile.full_image_url(response.urljoin(url)) if url else None, response,
+                page_url=page, link_url=link if link and link != page else None,
                 site=self.profile.site, license=self.profile.license,
-                title=title.strip() if title else None, keyword=keyword,
+                title=first_value(product, sel.title), keyword=keyword,
             )
             if item is not None:
                 yield item
-        nxt = response.css(sel.next_page).get() if sel.next_page else None
+        nxt = first_value(response, sel.next_page)
         if nxt and n < self.profile.max_pages and not self.full:
             yield self.page(response.urljoin(nxt), self.parse_results,
                             cb_kwargs={"keyword": keyword, "n": n + 1})

@@ -5,14 +5,25 @@
 equals (case-insensitively) a key of ``species_map`` (keyword or Latin name -> photo folder);
 every photo of that folder is then answered by every source, each under its own URL:
 
-- ``/wiki/{en,zh}/w/api.php``: MediaWiki search with ``pageimages`` and ``imageinfo``
+- ``/wiki/{en,zh}/w/api.php``: MediaWiki article lookup by ``titles`` with ``pageimages``
+  (answered, as the real API does, with ``normalized`` and ``redirects`` blocks: an article is
+  listed under the species' first name, the other names redirect to it) and ``imageinfo``
   (``formatversion=2``), ``/commons/w/api.php``: File-namespace search with ``imageinfo`` and
-  ``extmetadata`` license/artist, ``continue``/``gsroffset`` paging; uploads under ``/commons``.
+  ``extmetadata`` license/artist (HTML)/categories, ``continue``/``gsroffset`` paging, and on
+  the first page a video, a PDF and an SVG file; uploads under ``/commons``.
 - ``/inat/v1/taxa`` and ``/inat/v1/observations`` (``id_above`` paging, ``license_code``, one in
   five photos all-rights-reserved); ``/inat/photos/ID/{square,large,original}.jpg``.
-- ``/baike/item/NAME``: an article with a summary picture linking to a paged album.
+- ``/baike/item/NAME``: an article with a summary picture linking to a paged album: in the
+  present-day markup (generated ``lemmaSummary_…`` / ``abstractAlbum_…`` class names, the
+  picture a ``x-bce-process=…w_268`` thumbnail) for odd photo ids, the old ``summary-pic``
+  markup for even ones.
+- ``/gbif/v1/species/match``, ``/gbif/v1/occurrence/search`` (``offset``/``limit``,
+  ``endOfRecords``, StillImage media with license URLs, one in five without a license of its
+  own, so the occurrence's applies) in the shape of the recorded GBIF answers (the match in
+  the 2025 shape, without ``class``); media under ``/gbif/media/ID.jpg``.
 - ``/shop/search?q=NAME&page=N``: paged results whose images use ``srcset``, lazy ``data-src``
-  and ``data-srcset`` (the small size in ``src``, the large one in the lazy attributes).
+  and ``data-srcset`` (the small size in ``src``, the large one in the lazy attributes); every
+  other product link is a click-tracking redirect ``/shop/click?url=…``.
 - ``/robots.txt`` disallows ``/private/``. The first shop page of a known species also lists the
   hostile files (``pipeline.demo.site.hostile``) and the network-level ones: a 404, a redirect
   loop, a slow response (bounded), a download larger than the size cap and a robots-disallowed
@@ -51,6 +62,10 @@ LICENSES = ["cc-by", "cc-by-nc", None, "cc0", "cc-by-sa"]  # None: all rights re
 COMMONS_LICENSES = [("CC BY-SA 4.0", "https://creativecommons.org/licenses/by-sa/4.0"),
                     ("CC BY 4.0", "https://creativecommons.org/licenses/by/4.0"),
                     ("Public domain", None)]
+GBIF_KEY = 70000  # + the entry id of the species' first photo
+NOT_STILL = [("File:Shoal_dive.webm", "video/webm", "webm"),
+             ("File:Shoal_report.pdf", "application/pdf", "pdf"),
+             ("File:Shoal_diagram.svg", "image/svg+xml", "svg")]
 NETWORK_CASES = ["/net/404.jpg", "/net/loop-a.jpg", "/net/slow.jpg", "/net/huge.jpg",
                  "/private/hidden.jpg"]
 SHOP_PAGE = 24
@@ -160,14 +175,18 @@ def _page(title: str, body: str) -> bytes:
             f"</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>").encode()
 
 
-def _mw_imageinfo(base: str, entry: Entry, license_index: int | None = None) -> dict[str, Any]:
+def _mw_imageinfo(base: str, entry: Entry, species_name: str,
+                  license_index: int | None = None) -> dict[str, Any]:
     short, url = COMMONS_LICENSES[(license_index if license_index is not None else entry.id) % 3]
     upload = f"{base}/commons/upload/{entry.id}/{entry.name}"
     ext: dict[str, Any] = {
         "LicenseShortName": {"value": short, "source": "commons-desc-page"},
+        # split over inline tags, as real Artist fields are: read as "Diver N"
         "Artist": {"value": f"<a href='{base}/commons/wiki/User:Diver{entry.id % 7}'>"
-                            f"Diver {entry.id % 7}</a>", "source": "commons-desc-page"},
+                            f"Di<b>ver</b> {entry.id % 7}</a>", "source": "commons-desc-page"},
         "ObjectName": {"value": entry.path.stem, "source": "commons-desc-page"},
+        "Categories": {"value": f"{species_name}|Fish photographs", "source":
+                       "commons-categories"},
     }
     if url:
         ext["LicenseUrl"] = {"value": url, "source": "commons-desc-page"}
@@ -250,7 +269,17 @@ class Handler(BaseHTTPRequestHandler):
         elif m := re.fullmatch(r"/baike/pic/(.+)", path):
             self.baike_album(m.group(1), int(q.get("page", "1")))
         elif m := re.fullmatch(r"/baike/img/(\d+)\.jpg", path):
+            self.image(int(m.group(1)), "w320" if "x-bce-process" in q else "full")
+        elif path == "/gbif/v1/species/match":
+            self.gbif_match(q.get("name", ""))
+        elif path == "/gbif/v1/occurrence/search":
+            self.gbif_occurrences(q)
+        elif m := re.fullmatch(r"/gbif/media/(\d+)\.jpg", path):
             self.image(int(m.group(1)))
+        elif m := re.fullmatch(r"/gbif/occurrence/(\d+)", path):
+            self.send(200, _page(f"Occurrence {m.group(1)}", ""))
+        elif path == "/shop/click" and q.get("url"):
+            self.send(302, b"", headers={"Location": q["url"]})
         elif path == "/shop/search":
             self.shop_search(q.get("q", ""), int(q.get("page", "1")))
         elif m := re.fullmatch(r"/shop/img/(\d+)/(w320|w800)\.jpg", path):
@@ -276,37 +305,62 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- MediaWiki ----------------------------------------------------------------------------
     def wiki_api(self, lang: str, q: dict[str, str]) -> None:
-        if q.get("titles"):
-            self.send_json(self.imageinfo_for_titles(q["titles"]))
-            return
-        hits = self.site.photos.search(q.get("gsrsearch", ""))
-        pages = []
-        if hits:
-            title = self.site.photos.names[hits[0].species]
-            page: dict[str, Any] = {
-                "pageid": 1000 + hits[0].id, "ns": 0, "title": title, "index": 1,
+        titles = q.get("titles", "")
+        if titles.startswith("File:"):
+            self.send_json(self.imageinfo_for_titles(titles))
+        else:
+            self.send_json(self.articles(lang, titles))
+
+    def articles(self, lang: str, titles: str) -> dict[str, Any]:
+        """Pages by title, normalised (``_`` -> space) and redirected to the article's title
+        (the first name the site knows the species by) as MediaWiki answers."""
+        normalized, redirects, pages = [], [], []
+        for asked in (t for t in titles.split("|") if t):
+            title = re.sub(r"\s+", " ", asked.replace("_", " ")).strip()
+            if title != asked:
+                normalized.append({"fromencoded": False, "from": asked, "to": title})
+            hits = self.site.photos.search(title)
+            if not hits:
+                pages.append({"ns": 0, "title": title, "missing": True})
+                continue
+            article = self.site.photos.names[hits[0].species]
+            if article != title:
+                redirects.append({"from": title, "to": article})
+            file = hits[0].name.replace(".jpg", "_(lead).jpg").replace(" ", "_")
+            pages.append({
+                "pageid": 1000 + hits[0].id, "ns": 0, "title": article,
                 "contentmodel": "wikitext", "pagelanguage": lang,
-                "fullurl": f"{self.base}/wiki/{lang}/wiki/{quote(title.replace(' ', '_'))}",
-                "pageimage": hits[0].name,
+                "fullurl": f"{self.base}/wiki/{lang}/wiki/{quote(article.replace(' ', '_'))}",
+                "pageimage": file,
                 "original": {"source": f"{self.base}/commons/upload/{hits[0].id}/{hits[0].name}",
                              "width": 1024, "height": 768},
-            }
-            pages.append(page)
-        self.send_json({"batchcomplete": True, "query": {"pages": pages}} if pages
-                       else {"batchcomplete": True})
+            })
+        query: dict[str, Any] = {"pages": pages}
+        if normalized:
+            query["normalized"] = normalized
+        if redirects:
+            query["redirects"] = redirects
+        return {"batchcomplete": True, "query": query}
 
     def imageinfo_for_titles(self, titles: str) -> dict[str, Any]:
-        pages = []
-        for i, title in enumerate(titles.split("|")):
-            m = re.match(r"File:Shoal_(\d+)_", title)
+        pages, normalized = [], []
+        for i, asked in enumerate(titles.split("|")):
+            title = asked.replace("_", " ")  # as MediaWiki lists it: File:A b.jpg
+            if title != asked:
+                normalized.append({"fromencoded": False, "from": asked, "to": title})
+            m = re.match(r"File:Shoal (\d+) ", title)
             entry = self.site.photos.get(int(m.group(1))) if m else None
             if entry is None:
                 pages.append({"ns": 6, "title": title, "missing": True, "known": False})
                 continue
+            name = self.site.photos.names[entry.species]
             pages.append({"pageid": 5000 + entry.id, "ns": 6, "title": title, "index": i,
                           "imagerepository": "shared",
-                          "imageinfo": [_mw_imageinfo(self.base, entry)]})
-        return {"batchcomplete": True, "query": {"pages": pages}}
+                          "imageinfo": [_mw_imageinfo(self.base, entry, name)]})
+        query: dict[str, Any] = {"pages": pages}
+        if normalized:
+            query["normalized"] = normalized
+        return {"batchcomplete": True, "query": query}
 
     def commons_api(self, q: dict[str, str]) -> None:
         if q.get("titles"):
@@ -319,9 +373,18 @@ class Handler(BaseHTTPRequestHandler):
         if not batch:
             self.send_json({"batchcomplete": True})
             return
-        pages = [{"pageid": 5000 + e.id, "ns": 6, "title": f"File:{e.name}", "index": offset + i,
-                  "imagerepository": "local", "imageinfo": [_mw_imageinfo(self.base, e)]}
+        name = self.site.photos.names[batch[0].species]
+        pages = [{"pageid": 5000 + e.id, "ns": 6, "title": f"File:{e.name.replace('_', ' ')}",
+                  "index": offset + i,
+                  "imagerepository": "local", "imageinfo": [_mw_imageinfo(self.base, e, name)]}
                  for i, e in enumerate(batch, 1)]
+        if offset == 0 and self.site.hostile:  # files that are no still image
+            for j, (title, mime, ext) in enumerate(NOT_STILL, len(pages) + 1):
+                info = _mw_imageinfo(self.base, batch[0], name)
+                info.update(mime=mime, url=f"{self.base}/commons/upload/0/Shoal_file.{ext}",
+                            thumburl=None)
+                pages.append({"pageid": 9000 + j, "ns": 6, "title": title, "index": j,
+                              "imagerepository": "local", "imageinfo": [info]})
         data: dict[str, Any] = {"batchcomplete": True, "query": {"pages": pages}}
         if offset + limit < len(hits):
             data["continue"] = {"gsroffset": offset + limit, "continue": "gsroffset||"}
@@ -367,6 +430,49 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json({"total_results": len(hits), "page": 1, "per_page": per_page,
                         "results": results})
 
+    # --- GBIF (the shape of ../shared/recorded/gbif) ------------------------------------------
+    def gbif_match(self, name: str) -> None:
+        hits = self.site.photos.search(name)
+        if not hits:
+            self.send_json({"confidence": 100, "note": "No match because of too little "
+                            "confidence", "matchType": "NONE", "synonym": False})
+            return
+        latin = self.site.photos.names[hits[0].species]
+        key = GBIF_KEY + hits[0].id
+        self.send_json({  # the 2025 recording's shape: no class, no classKey
+            "usageKey": key, "scientificName": latin, "canonicalName": latin,
+            "rank": "SPECIES", "status": "ACCEPTED", "confidence": 99, "matchType": "EXACT",
+            "kingdom": "Animalia", "phylum": "Chordata", "order": "Cypriniformes",
+            "species": latin, "kingdomKey": 1, "phylumKey": 44, "speciesKey": key,
+            "synonym": False})
+
+    def gbif_occurrences(self, q: dict[str, str]) -> None:
+        first = self.site.photos.get(int(q.get("taxonKey", "0")) - GBIF_KEY)
+        hits = self.site.photos.by_key.get(first.species, []) if first else []
+        offset, limit = int(q.get("offset", "0")), min(int(q.get("limit", "20")), 300)
+        batch = hits[offset:offset + limit]
+        key = GBIF_KEY + hits[0].id if hits else 0
+        results = []
+        for e in batch:
+            code = LICENSES[(e.id + 1) % len(LICENSES)]
+            lic = (f"http://creativecommons.org/licenses/{code[3:]}/4.0/" if code and code != "cc0"
+                   else "http://creativecommons.org/publicdomain/zero/1.0/" if code else None)
+            media = {"type": "StillImage", "format": "image/jpeg",
+                     "identifier": f"{self.base}/gbif/media/{e.id}.jpg",
+                     "creator": f"Diver {e.id % 11}", "publisher": "Shoal demo museum",
+                     "rightsHolder": f"Diver {e.id % 11}"}
+            if lic:
+                media["license"] = lic
+            results.append({
+                "key": 900000 + e.id, "datasetKey": "00000000-0000-0000-0000-000000000000",
+                "scientificName": self.site.photos.names[e.species], "taxonKey": key,
+                "acceptedTaxonKey": key, "speciesKey": key, "kingdom": "Animalia",
+                "license": "http://creativecommons.org/licenses/by-nc/4.0/legalcode",
+                "media": [media]})
+        self.send_json({"offset": offset, "limit": limit,
+                        "endOfRecords": offset + limit >= len(hits), "count": len(hits),
+                        "results": results, "facets": []})
+
     # --- Baike --------------------------------------------------------------------------------
     def baike_article(self, name: str) -> None:
         hits = self.site.photos.search(name)
@@ -374,9 +480,16 @@ class Handler(BaseHTTPRequestHandler):
             self.send(404, _page("百度百科-验证", "<p>抱歉，您所访问的页面不存在...</p>"))
             return
         album = f"/baike/pic/{quote(name)}?page=1"
-        body = (f"<div class='lemma-summary'><p>{html.escape(name)} is a fish.</p></div>"
-                f"<div class='summary-pic'><a href='{album}'>"
-                f"<img src='/baike/img/{hits[0].id}.jpg' alt='{html.escape(name)}'></a></div>")
+        first = hits[0].id
+        if first % 2:  # today's markup: generated class names, a 268 px thumbnail
+            thumb = f"/baike/img/{first}.jpg?x-bce-process=image/resize,m_lfit,w_268,limit_1"
+            body = (f"<div class='lemmaSummary_Kx3p9 J-summary'><p>{html.escape(name)} is a "
+                    f"fish.</p></div><div class='abstractAlbum_v7Qz2'><a href='{album}'>"
+                    f"<img src='{thumb}' alt='{html.escape(name)}'></a></div>")
+        else:  # the old markup
+            body = (f"<div class='lemma-summary'><p>{html.escape(name)} is a fish.</p></div>"
+                    f"<div class='summary-pic'><a href='{album}'>"
+                    f"<img src='/baike/img/{first}.jpg' alt='{html.escape(name)}'></a></div>")
         self.send(200, _page(self.site.photos.names[hits[0].species], body))
 
     def baike_album(self, name: str, page: int) -> None:
@@ -396,6 +509,8 @@ class Handler(BaseHTTPRequestHandler):
         if hits and page == 1 and self.site.hostile:
             items += [self.product_raw(f"/hostile/{n}", n) for n in hostile_files()]
             items += [self.product_raw(p, p.rsplit("/", 1)[-1]) for p in NETWORK_CASES]
+            items.append("<li class='product'><a class='title' href='/shop/item/0'>Sold out"
+                         "</a><span class='no-photo'></span></li>")  # a card with no picture
         nxt = (f"<a class='next' href='/shop/search?q={quote(term)}&amp;page={page + 1}'>Next</a>"
                if page * SHOP_PAGE < len(hits) else "")
         body = f"<ul class='results'>{''.join(items)}</ul><div class='pager'>{nxt}</div>"
@@ -408,8 +523,12 @@ class Handler(BaseHTTPRequestHandler):
             f"<img class='lazy' src='/shop/static/blank.gif' data-src='{large}'>",
             f"<img src='{small}' data-srcset='{small} 1x, {large} 2x'>",
         ][e.id % 3]
-        return (f"<li class='product'><a class='title' href='/shop/item/{e.id}'>"
-                f"Fresh {html.escape(self.site.photos.names[e.species])} #{e.id}</a>{img}</li>")
+        link = f"/shop/item/{e.id}"
+        if e.id % 2:  # an ad's click-tracking redirect wrapping the product page
+            link = f"/shop/click?url={quote(self.base + link, safe='')}&amp;ad=1"
+        return (f"<li class='product'><a class='title' href='{link}'>"
+                f"Fresh <b>{html.escape(self.site.photos.names[e.species])}</b> #{e.id}</a>"
+                f"{img}</li>")
 
     def product_raw(self, url: str, title: str) -> str:
         return (f"<li class='product'><a class='title' href='/shop/item/0'>{html.escape(title)}"
@@ -487,6 +606,7 @@ class TestSite:
         b = self.base_url
         sites = {"wikipedia_en": f"{b}/wiki/en", "wikipedia_zh": f"{b}/wiki/zh",
                  "commons": f"{b}/commons", "inaturalist_api": f"{b}/inat/v1",
+                 "gbif_api": f"{b}/gbif/v1", "gbif": f"{b}/gbif",
                  "baike": f"{b}/baike", "shop_market": f"{b}/shop"}
         env = {site_env_name(k): v for k, v in sites.items()}
         env.update(SHOAL_CRAWL_AUTOTHROTTLE="0", SHOAL_CRAWL_RETRY_TIMES="0",

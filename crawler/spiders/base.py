@@ -33,15 +33,19 @@ class ShoalSpider(scrapy.Spider):
     # live on their publishers' servers). Read by the host-confinement middleware.
     hosts: tuple[str, ...] | None = ()
 
-    def __init__(self, species: dict[str, Any], limit: int | None = None, **kwargs: Any) -> None:
+    def __init__(self, species: dict[str, Any], limit: int | None = None,
+                 max_starts: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.species = species
         self.limit = int(limit) if limit else None
+        self.max_starts = int(max_starts) if max_starts else None  # `sources check`: one query
         self.found: set[str] = set()
 
     async def start(self) -> AsyncIterator[Any]:
         # never filtered: a resumed crawl (JOBDIR) must search again, its seen-set notwithstanding
-        for request in self.initial_requests():
+        for n, request in enumerate(self.initial_requests()):
+            if self.max_starts is not None and n >= self.max_starts:
+                break
             yield request.replace(dont_filter=True)
 
     def initial_requests(self) -> Iterable[Any]:

@@ -14,6 +14,7 @@ from pipeline.cli import (
     photos,
     review,
     schedule,
+    sources,
     species,
     workers,
 )
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.add_typer(db.db_app, name="db")
 app.add_typer(species.species_app, name="species")
+app.add_typer(sources.sources_app, name="sources")
 app.add_typer(review.review_app, name="review")
 app.add_typer(dataset_app, name="dataset")
 app.command("import")(photos.import_cmd)

@@ -49,14 +49,14 @@ def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str
 
 def _row(slug: str, source: str, crawl_job_id: int | None, error: str | None) -> dict[str, Any]:
     data: dict[str, Any] = {"species": slug, "source": source, "crawl_job_id": crawl_job_id,
-                            "state": "failed", "stats": {}, "error": error}
+                            "state": "failed", "stats": {}, "error": error, "warning": None}
     if crawl_job_id is None:
         return data
     with catalog_session() as session:
         row = session.get(CrawlJob, crawl_job_id)
         assert row is not None
         data.update(state=row.state, stats=row.stats or {}, error=row.error,
-                    keyword=row.keyword)
+                    warning=row.warning, keyword=row.keyword)
     return data
 
 
@@ -69,21 +69,32 @@ def dedupe_after_crawl() -> dict[str, Any]:
 
 
 def _summary(rows: list[dict[str, Any]]) -> None:
+    from crawler.stats import drops
+
     table = []
     for r in rows:
         s = r["stats"]
-        table.append((r["species"], r["source"], r["crawl_job_id"], r["state"],
-                      s.get("images_found", ""), s.get("stored", ""), s.get("duplicates", ""),
-                      s.get("existing", ""), s.get("rejected_total", ""),
-                      (r["error"] or "")[:80]))
-    print_table(f"{len(rows)} crawls", ["species", "source", "job", "state", "found", "stored",
-                                        "dupes", "known", "rejected", "error"], table)
-    reasons: dict[str, int] = {}
+        state = f"{r['state']} (warning)" if r.get("warning") else r["state"]
+        table.append((r["species"], r["source"], r["crawl_job_id"], state,
+                      s.get("pages", ""), s.get("images_found", ""), s.get("stored", ""),
+                      s.get("duplicates", ""), s.get("existing", ""),
+                      sum(drops(s).values()) if s else "",
+                      (r["error"] or r.get("warning") or "")[:80]))
+    print_table(f"{len(rows)} crawls", ["species", "source", "job", "state", "pages", "found",
+                                        "stored", "dupes", "known", "dropped", "error / warning"],
+                table)
+    reasons: dict[tuple[str, str], int] = {}
     for r in rows:
-        for reason, n in (r["stats"].get("rejected") or {}).items():
-            reasons[reason] = reasons.get(reason, 0) + n
+        for stage, key in (("parse", "skipped"), ("fetch / content", "rejected")):
+            for reason, n in (r["stats"].get(key) or {}).items():
+                reasons[(reason, stage)] = reasons.get((reason, stage), 0) + n
     if reasons:
-        print_table("rejected by reason", ["reason", "count"], sorted(reasons.items()))
+        print_table("dropped by reason", ["reason", "stage", "count"],
+                    [(reason, stage, n) for (reason, stage), n in sorted(reasons.items())])
+    for r in rows:
+        if r.get("warning"):
+            err_console.print(f"[yellow]warning: {r['species']} · {r['source']}:[/] "
+                              f"{r['warning']}", highlight=False)
 
 
 @app.callback(invoke_without_command=True)
@@ -91,7 +102,7 @@ def crawl(
     species: str = typer.Option(None, "--species", "-s", help="Slug of the species to crawl."),
     all_: bool = typer.Option(False, "--all", help="Crawl every active species."),
     source: list[str] = typer.Option(
-        [], "--source", help="wikimedia | inaturalist | baike | shop:PROFILE (repeatable; "
+        [], "--source", help="wikimedia | inaturalist | gbif | baike | shop:PROFILE (repeatable; "
                              "default: all of them)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most N images per crawl."),
     as_json: bool = JSON_OPTION,

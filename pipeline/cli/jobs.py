@@ -52,6 +52,13 @@ def first_line(text: str | None) -> str:
     return (text or "").strip().splitlines()[0][:80] if text and text.strip() else ""
 
 
+def note(d: dict[str, Any]) -> str:
+    """The error, else a crawl's warning (a succeeded crawl that looks wrong), else the message."""
+    warning = (d.get("result") or {}).get("warning") if isinstance(d.get("result"), dict) else None
+    return (first_line(d.get("error")) or (f"warning: {first_line(warning)}" if warning else "")
+            or first_line(d.get("message")))
+
+
 def report_submitted(jobs: list[Job], as_json: bool) -> None:
     if as_json:
         print_json([job_dict(j) for j in jobs])
@@ -83,8 +90,8 @@ def jobs_list(
         f"{len(data)} jobs",
         ["id", "kind", "state", "progress", "tries", "worker", "after", "created", "note"],
         [(d["id"], d["kind"], d["state"], f"{d['progress']:.0%}", d["attempts"],
-          d["worker_host"], d["parent_id"], str(d["created_at"])[:19],
-          first_line(d["error"]) or first_line(d["message"])) for d in data],
+          d["worker_host"], d["parent_id"], str(d["created_at"])[:19], note(d))
+         for d in data],
     )
 
 

@@ -31,6 +31,7 @@ from pipeline.jobs.runner import Body, JobContext, RetryJob, execute
 # --- bodies ---------------------------------------------------------------------------------
 def crawl_body(ctx: JobContext) -> dict[str, Any]:
     from crawler.runner import run_crawl
+    from crawler.stats import drops
 
     a = ctx.args
     seen = 0
@@ -47,7 +48,8 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
     with session_scope() as session:
         crawl = session.get_one(CrawlJob, crawl_job_id)
         return {"crawl_job_id": crawl.id, "species": a["species"], "source": crawl.source,
-                "state": crawl.state, "stats": crawl.stats}
+                "state": crawl.state, "warning": crawl.warning,
+                "dropped": drops(crawl.stats or {}), "stats": crawl.stats}
 
 
 def dedupe_body(ctx: JobContext) -> dict[str, Any]:

@@ -102,16 +102,17 @@ def first_match(sel: Selector | Any, alternatives: list[str]) -> Any:
 
 
 def first_value(sel: Selector | Any, alternatives: list[str]) -> str | None:
-    """The text or attribute the first matching alternative selects, read as a person would:
-    ``::text`` selections are joined and their whitespace normalised."""
+    """The text or attribute the first matching alternative selects. ``X::text`` is read as a
+    person reads the first element X, inline children included (``clean_text``)."""
     for css in alternatives:
-        found = sel.css(css)
-        if not found:
-            continue
         if css.endswith("::text"):
-            text = clean_text(" ".join(found.getall()))
+            elements = sel.css(css[: -len("::text")].rstrip() or "*")
+            text = clean_text(elements[0].get()) if elements else None
             if text:
                 return text
+            continue
+        found = sel.css(css)
+        if not found:
             continue
         value = (found.get() or "").strip()
         if value:

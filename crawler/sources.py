@@ -17,6 +17,13 @@ def all_sources() -> list[str]:
     return ["wikimedia", "inaturalist", "gbif", "baike", *shops]
 
 
+def default_sources() -> list[str]:
+    """What a crawl without ``--source`` uses: every source but the shops whose profile says
+    ``crawl_by_default: false``."""
+    return [s for s in all_sources()
+            if not s.startswith("shop:") or load_profile(s[5:]).crawl_by_default]
+
+
 def spider_for(source: str) -> tuple[type[ShoalSpider], dict[str, Any]]:
     """The spider class for ``source`` and the arguments that pick its profile."""
     kind, _, profile = source.partition(":")

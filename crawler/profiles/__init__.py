@@ -85,6 +85,8 @@ class Profile(BaseModel):
     # a product link that is a click-tracking redirect carries the real page in this query
     # parameter (e.g. "url"): the page URL is unwrapped, the link as found is kept too
     link_param: str | None = None
+    # crawled by `shoal crawl` without --source (general marketplaces: only when named)
+    crawl_by_default: bool = True
     # the recorded page this profile's selectors are tested on (under ../shared/recorded/)
     fixture: str | None = None
     fixture_keyword: str | None = None

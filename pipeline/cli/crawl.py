@@ -25,11 +25,11 @@ app = typer.Typer(cls=ShoalGroup, help="Crawl encyclopedias, shops and species d
 
 
 def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str, str]]:
-    from crawler.sources import UnknownSource, all_sources, spider_for  # imports Scrapy
+    from crawler.sources import UnknownSource, default_sources, spider_for  # imports Scrapy
 
     if bool(species) == all_:
         raise UsageError("give --species SLUG or --all (for every active species)")
-    chosen = sources or all_sources()
+    chosen = sources or default_sources()
     for source in chosen:
         try:
             spider_for(source)
@@ -103,7 +103,7 @@ def crawl(
     all_: bool = typer.Option(False, "--all", help="Crawl every active species."),
     source: list[str] = typer.Option(
         [], "--source", help="wikimedia | inaturalist | gbif | baike | shop:PROFILE (repeatable; "
-                             "default: all of them)."),
+                             "default: all but the shops marked crawl_by_default: false)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most N images per crawl."),
     as_json: bool = JSON_OPTION,
 ) -> None:

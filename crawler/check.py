@@ -1,11 +1,12 @@
 """``shoal sources check``: one small query per source, parsed, nothing downloaded or stored.
 
-Each source's spider runs its first search only (``max_starts=1``) for one species, up to a
-few images, with the catalog pipeline replaced by one that only keeps a sample of the image
-URLs found. Its stats go through the same summary and Spidermon parse-health monitors as a
-crawl, so a source reads ``ok``, ``warning`` (pages answered but yielded no image, or the
-parse dropped most results) or ``failed`` (no page could be fetched). All sources run side
-by side in one child process (``python -m crawler.check``; Twisted's reactor starts once).
+Each source's spider runs its first search only (``max_starts=1``) for one species, by its
+Latin name (the one name every source is searched with), up to a few images, with the
+catalog pipeline replaced by one that only keeps a sample of the image URLs found. Its stats
+go through the same summary and Spidermon parse-health monitors as a crawl, so a source reads
+``ok``, ``warning`` (pages answered but yielded no image, or the parse dropped most results)
+or ``failed`` (no page could be fetched). All sources run side by side in one child process
+(``python -m crawler.check``; Twisted's reactor starts once).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def run_checks(species: dict[str, Any], sources: list[str], limit: int) -> list[
                               limits=limits_from_settings(settings))
     options.update(ITEM_PIPELINES={"crawler.check.SamplePipeline": 300}, LOG_LEVEL="WARNING")
     process = CrawlerProcess(options)
+    species = {**species, "keywords": {"la": [species["latin_name"]]}}
     crawlers = []
     for source in sources:
         spider_cls, kwargs = spider_for(source)

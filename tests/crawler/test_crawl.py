@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ def _job(crawl_job_id: int) -> CrawlJob:
 
 def test_all_sources_store_each_photo_once_and_record_every_hostile_reason(crawl_env, fishdata):
     ids = {src: run_crawl("mola", src) for src in
-           ("shop:market", "wikimedia", "inaturalist", "baike")}
+           ("shop:market", "wikimedia", "inaturalist", "baike", "gbif")}
     jobs = {src: _job(i) for src, i in ids.items()}
     assert all(j.state == JobState.SUCCEEDED and j.error is None for j in jobs.values())
     assert all(j.started_at and j.finished_at for j in jobs.values())
@@ -75,6 +76,11 @@ def test_all_sources_store_each_photo_once_and_record_every_hostile_reason(crawl
             ImageSource.site == "commons.wikimedia.org")).all()
         shop_urls = set(s.scalars(select(ImageSource.url).where(
             ImageSource.site == "market.example.com")))
+        shop_links = dict(s.execute(select(ImageSource.page_url, ImageSource.link_url).where(
+            ImageSource.site == "market.example.com", ImageSource.link_url.is_not(None))).all())
+        baike_urls = set(s.scalars(select(ImageSource.url).where(
+            ImageSource.site == "baike.baidu.com")))
+        gbif = s.scalars(select(ImageSource).where(ImageSource.site == "gbif.org")).all()
 
     # each source found the folder under its own URLs
     assert by_site["market.example.com"] == 19 + len(hostile_files()) + len(NETWORK_REASONS)
@@ -101,9 +107,112 @@ def test_all_sources_store_each_photo_once_and_record_every_hostile_reason(crawl
     assert shop["stored"] + shop["duplicates"] == 19 + len(repaired)
     assert shop["images_found"] == 19 + len(hostile_files()) + len(NETWORK_REASONS)
     assert shop["requests"] >= shop["images_found"] and shop["pages"] == 2  # 2 keywords
-    later = [jobs[s].stats for s in ("wikimedia", "inaturalist", "baike")]
+    # every drop counted by reason: the shop's card without a picture, Commons' video, PDF
+    # and SVG files; ad links unwrapped to the product page, the link as found kept
+    assert shop["skipped"] == {"no_url": 1}
+    assert jobs["wikimedia"].stats["skipped"]["not_an_image_type"] == 3
+    assert shop_links and all(link.startswith(f"{base}/shop/click?url=") and
+                              page.startswith(f"{base}/shop/item/")
+                              for page, link in shop_links.items())
+    # Baike: the full picture, not the w_268 thumbnail of the present-day markup
+    assert not any("x-bce-process" in u for u in baike_urls)
+    # GBIF: every occurrence's still image, with license, author and occurrence page
+    assert by_site["gbif.org"] == 19 and all(
+        src.license.startswith("CC") and src.license_url and src.artist
+        and src.page_url.startswith(f"{base}/gbif/occurrence/") for src in gbif)
+    assert all(j.warning is None for j in jobs.values())
+    later = [jobs[s].stats for s in ("wikimedia", "inaturalist", "baike", "gbif")]
     assert all(st["stored"] == 0 and st["duplicates"] == st["images_found"] for st in later)
     assert not state_dir(get_settings().data_dir, ids["shop:market"]).exists()
+
+
+@contextlib.contextmanager
+def serving(body: bytes, status: int = 200):
+    """Every path on a loopback server answers ``body`` (a recorded page)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            self.send_response(404 if self.path == "/robots.txt" else status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_crawl_whose_pages_yield_nothing_ends_with_a_warning(crawl_env, recordings,
+                                                               monkeypatch):
+    """The recorded Baike home page stands for an article page whose layout changed."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    page = (recordings / "baike" / "zhxieml__httpbaike.baidu.com.html").read_bytes()
+    with serving(page) as base:
+        monkeypatch.setenv("SHOAL_CRAWL_SITE_BAIKE", base)
+        row = _job(run_crawl("mola", "baike"))
+        assert row.state == JobState.SUCCEEDED and row.error is None
+        assert "pages yielded no image" in row.warning
+        assert "without a picture the selectors find" in row.warning
+        assert row.stats["articles_without_picture"] == row.stats["pages"] > 0
+        runner = CliRunner()
+        shown = runner.invoke(app, ["crawl", "--species", "mola", "--source", "baike"])
+        assert shown.exit_code == 0, shown.output
+        assert "warning: mola · baike: " in shown.output  # under the table, one line
+        assert "pages yielded no image" in shown.output
+        queued = runner.invoke(app, ["jobs", "submit", "crawl", "-a", "species=mola",
+                                     "-a", "source=baike", "--json"])
+        assert queued.exit_code == 0, queued.output
+        job_id = json.loads(queued.stdout)[0]["id"]
+    from pipeline.cli.jobs import note  # the note column of `shoal jobs list`
+
+    listed = json.loads(runner.invoke(app, ["jobs", "list", "--json"]).stdout)
+    assert note(listed[0]).startswith("warning: 1 pages yielded no image")
+    shown = json.loads(runner.invoke(app, ["jobs", "show", str(job_id), "--json"]).stdout)
+    assert "pages yielded no image" in shown["result"]["warning"]
+    assert shown["result"]["dropped"] == shown["result"]["stats"]["skipped"]
+
+
+def test_sources_check_reports_parse_health(crawl_env, recordings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    runner = CliRunner()
+    sources = ["--source", "wikimedia", "--source", "inaturalist", "--source", "gbif",
+               "--source", "shop:market"]
+    healthy = runner.invoke(app, ["sources", "check", "--species", "mola", *sources, "--json"])
+    assert healthy.exit_code == 0, healthy.output
+    reports = {r["source"]: r for r in json.loads(healthy.stdout)["sources"]}
+    assert all(r["health"] == "ok" and r["images_found"] >= 1 and r["sample"]
+               for r in reports.values()), reports
+    with session_scope() as s:  # a check stores nothing
+        assert s.scalar(select(func.count()).select_from(ImageSource)) == 0
+    page = (recordings / "baike" / "zhxieml__httpbaike.baidu.com.html").read_bytes()
+    with serving(page) as base:
+        monkeypatch.setenv("SHOAL_CRAWL_SITE_BAIKE", base)
+        monkeypatch.setenv("SHOAL_CRAWL_SITE_INATURALIST_API", "http://127.0.0.1:9/v1")
+        sick = runner.invoke(app, ["sources", "check", "--species", "mola", "--source", "baike",
+                                   "--source", "inaturalist", "--json"])
+    assert sick.exit_code == 1
+    reports = {r["source"]: r for r in json.loads(sick.stdout)["sources"]}
+    assert reports["baike"]["health"] == "warning"
+    assert "without a picture" in reports["baike"]["warnings"][0]
+    assert reports["inaturalist"]["health"] == "failed"
+    assert "no page could be fetched" in reports["inaturalist"]["error"]
 
 
 def test_recrawl_adds_no_rows(crawl_env_any_db):

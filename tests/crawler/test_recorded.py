@@ -82,7 +82,8 @@ def test_redirects_block_and_pages_out_of_index_order(recordings):
     data = json.loads(recorded("wikimedia/aaw_prefix_search_results.json").read_text())
     redirects = {r["from"]: r["to"] for r in data["query"]["redirects"]}
     assert final_titles(data) == redirects and redirects
-    assert [p["index"] for p in pages_of(data)] == sorted(p["index"] for p in data["query"]["pages"])
+    indexes = sorted(p["index"] for p in data["query"]["pages"])
+    assert [p["index"] for p in pages_of(data)] == indexes
     empty = json.loads(recorded("wikimedia/aaw_prefix_search_results_empty.json").read_text())
     assert pages_of(empty) == [] and final_titles(empty) == {}
 

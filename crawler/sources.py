@@ -41,3 +41,11 @@ def spider_for(source: str) -> tuple[type[ShoalSpider], dict[str, Any]]:
     except ProfileError as exc:
         raise UnknownSource(str(exc)) from exc
     return SPIDERS[kind], {"profile": profile}
+
+
+def chosen_sources(names: list[str], default: list[str]) -> list[str]:
+    """``names`` (else ``default``), each checked: raises ``UnknownSource`` for a bad one."""
+    chosen = names or default
+    for name in chosen:
+        spider_for(name)
+    return chosen

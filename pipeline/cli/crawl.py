@@ -25,16 +25,14 @@ app = typer.Typer(cls=ShoalGroup, help="Crawl encyclopedias, shops and species d
 
 
 def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str, str]]:
-    from crawler.sources import UnknownSource, default_sources, spider_for  # imports Scrapy
+    from crawler.sources import UnknownSource, chosen_sources, default_sources  # Scrapy
 
     if bool(species) == all_:
         raise UsageError("give --species SLUG or --all (for every active species)")
-    chosen = sources or default_sources()
-    for source in chosen:
-        try:
-            spider_for(source)
-        except UnknownSource as exc:
-            raise UsageError(str(exc)) from exc
+    try:
+        chosen = chosen_sources(sources, default_sources())
+    except UnknownSource as exc:
+        raise UsageError(str(exc)) from exc
     with catalog_session() as session:
         if all_:
             slugs = list(session.scalars(

@@ -46,14 +46,12 @@ def sources_check(
     dropped) or failed (no page could be fetched). Exit code 1 unless every source is ok."""
     from crawler.check import check_sources
     from crawler.crawl_process import species_arguments
-    from crawler.sources import UnknownSource, all_sources, spider_for
+    from crawler.sources import UnknownSource, all_sources, chosen_sources
 
-    chosen = source or all_sources()
-    for name in chosen:
-        try:
-            spider_for(name)
-        except UnknownSource as exc:
-            raise UsageError(str(exc)) from exc
+    try:
+        chosen = chosen_sources(source, all_sources())
+    except UnknownSource as exc:
+        raise UsageError(str(exc)) from exc
     with catalog_session() as session:
         if species:
             row = get_species(session, species)

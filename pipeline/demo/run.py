@@ -26,7 +26,7 @@ from pipeline.datasets.approve import approve_by_keyword
 from pipeline.errors import UsageError
 
 DEMO_SPECIES_FILE = Path(__file__).parent / "demo_species.yaml"
-DEMO_SOURCES = ("wikimedia", "inaturalist", "baike", "shop:market")
+DEMO_SOURCES = ("wikimedia", "inaturalist", "gbif", "baike", "shop:market")
 Say = Callable[[str], None]
 
 

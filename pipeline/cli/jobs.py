@@ -65,7 +65,7 @@ def report_submitted(jobs: list[Job], as_json: bool) -> None:
     else:
         where = "queued" if broker_configured() else "ran in-process"
         for job in jobs:
-            tail = first_line(job.error) or first_line(job.message)
+            tail = note(job_dict(job))
             console.print(f"job {job.id} {job.kind}: {job.state} ({where})"
                           + (f" - {tail}" if tail else ""), highlight=False)
     if any(j.state == JobState.FAILED for j in jobs):

@@ -78,7 +78,8 @@ def sqlite_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Sett
 
 def _make_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, url: str) -> Iterator[Settings]:
     for key in list(os.environ):
-        if key.startswith("SHOAL_") and key not in ("SHOAL_TEST_PG_URL", "SHOAL_FISHDATA"):
+        if key.startswith("SHOAL_") and key not in ("SHOAL_TEST_PG_URL", "SHOAL_FISHDATA",
+                                                    "SHOAL_RECORDED"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("SHOAL_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SHOAL_DATABASE_URL", url)

@@ -404,3 +404,15 @@ class ImagePrediction(Base):
     label: Mapped[str] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunPromotion(Base):
+    """A run pinned as the one `shoal serve` predicts with; the latest row is in force, the
+    earlier ones are the history of what served when."""
+
+    __tablename__ = "run_promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

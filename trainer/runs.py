@@ -9,7 +9,14 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
+from catalog.models import (
+    ClassMetric,
+    DatasetVersion,
+    EpochMetric,
+    JobState,
+    RunPromotion,
+    TrainingRun,
+)
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
@@ -128,3 +135,81 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
         "error": run.error,
         "created_at": run.created_at,
     }
+
+
+def list_runs(session: Session, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest runs first, as rows of the study's table."""
+    runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))
+    return [run_summary(session, r) for r in runs]
+
+
+def run_detail(session: Session, run_id: int) -> dict[str, Any]:
+    """One run: its summary, settings, every epoch, per-class metrics and confusion matrix."""
+    run = get_run(session, run_id)
+    data = run_summary(session, run)
+    data["hyperparams"] = run.hyperparams
+    data["classes"] = run.classes
+    data["confusion"] = run.confusion
+    data["checkpoint"] = run.best_checkpoint_path
+    data["tensorboard"] = run.tensorboard_dir
+    data["epoch_metrics"] = [
+        {"epoch": m.epoch, "train_loss": m.train_loss, "train_accuracy": m.train_accuracy,
+         "val_loss": m.val_loss, "val_accuracy": m.val_accuracy, "lr": m.lr,
+         "seconds": m.seconds}
+        for m in session.scalars(select(EpochMetric).where(EpochMetric.run_id == run.id)
+                                 .order_by(EpochMetric.epoch))
+    ]
+    data["class_metrics"] = [
+        {"label": c.label, "precision": c.precision, "recall": c.recall, "f1": c.f1,
+         "support": c.support}
+        for c in session.scalars(select(ClassMetric).where(ClassMetric.run_id == run.id)
+                                 .order_by(ClassMetric.label))
+    ]
+    return data
+
+
+def compare_runs(session: Session, run_ids: list[int] | None = None) -> list[dict[str, Any]]:
+    """Runs side by side, best validation accuracy first (default: every scored run)."""
+    query = select(TrainingRun)
+    query = (query.where(TrainingRun.id.in_(run_ids)) if run_ids
+             else query.where(TrainingRun.best_val_accuracy.is_not(None)))
+    rows = [run_summary(session, r) for r in session.scalars(query)]
+    missing = sorted(set(run_ids or []) - {r["id"] for r in rows})
+    if missing:
+        raise TrainingError(f"no training run(s) {', '.join(map(str, missing))}")
+    rows.sort(key=lambda r: -(r["best_val_accuracy"] or 0.0))
+    return rows
+
+
+def promote_run(session: Session, run_id: int, note: str | None = None) -> RunPromotion:
+    """Pin a succeeded run with a checkpoint as the one that serves predictions."""
+    run = get_run(session, run_id)
+    if run.state != JobState.SUCCEEDED or not (run.best_checkpoint_path or run.checkpoint_path):
+        raise TrainingError(f"run {run_id} cannot serve: it is {run.state} and needs a "
+                            "checkpoint (only a succeeded run can be promoted)")
+    row = RunPromotion(run_id=run.id, note=note)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def promoted_run_id(session: Session) -> int | None:
+    return session.scalar(select(RunPromotion.run_id).order_by(RunPromotion.id.desc()).limit(1))
+
+
+def serving_run(session: Session) -> TrainingRun:
+    """The run predictions come from: the latest promoted one, else the succeeded run with the
+    best validation accuracy (the newest of equals)."""
+    pinned = promoted_run_id(session)
+    if pinned is not None:
+        return get_run(session, pinned)
+    best = session.scalars(
+        select(TrainingRun)
+        .where(TrainingRun.state == JobState.SUCCEEDED,
+               TrainingRun.best_val_accuracy.is_not(None))
+        .order_by(TrainingRun.best_val_accuracy.desc(), TrainingRun.id.desc()).limit(1)
+    ).first()
+    if best is None:
+        raise TrainingError("no trained model yet: train one with `shoal train` (or pin one "
+                            "with `shoal runs promote R`)")
+    return best

@@ -14,6 +14,7 @@ from pipeline.cli import (
     photos,
     review,
     schedule,
+    serve,
     sources,
     species,
     workers,
@@ -44,6 +45,7 @@ app.add_typer(crawl.app, name="crawl")
 app.command("dedupe")(dedupe.dedupe_cmd)
 train_cmds.register(app)
 app.command("demo")(demo.demo_cmd)
+app.command("serve")(serve.serve_cmd)
 
 
 def main() -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import select
 
-from catalog.models import ClassMetric, EpochMetric, JobState, TrainingRun
+from catalog.models import JobState, TrainingRun
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -258,11 +257,10 @@ def runs_list(
 ) -> None:
     """The study's table for recent runs: arch, epochs, best val accuracy, final val loss,
     training time."""
-    from trainer.runs import run_summary
+    from trainer.runs import list_runs
 
     with catalog_session() as session:
-        runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))
-        rows = [run_summary(session, r) for r in runs]
+        rows = list_runs(session, limit)
     if as_json:
         print_json(rows)
     else:
@@ -275,30 +273,13 @@ def runs_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One run: its settings, every epoch, per-class precision/recall/F1, the error if any."""
-    from trainer.runs import get_run, run_summary
+    from trainer.runs import run_detail
 
     with catalog_session() as session:
         try:
-            run = get_run(session, run_id)
+            data = run_detail(session, run_id)
         except TrainingError as exc:
             raise UsageError(str(exc)) from exc
-        data = run_summary(session, run)
-        data["hyperparams"] = run.hyperparams
-        data["checkpoint"] = run.best_checkpoint_path
-        data["tensorboard"] = run.tensorboard_dir
-        data["epoch_metrics"] = [
-            {"epoch": m.epoch, "train_loss": m.train_loss, "train_accuracy": m.train_accuracy,
-             "val_loss": m.val_loss, "val_accuracy": m.val_accuracy, "lr": m.lr,
-             "seconds": m.seconds}
-            for m in session.scalars(select(EpochMetric).where(EpochMetric.run_id == run_id)
-                                     .order_by(EpochMetric.epoch))
-        ]
-        data["class_metrics"] = [
-            {"label": c.label, "precision": c.precision, "recall": c.recall, "f1": c.f1,
-             "support": c.support}
-            for c in session.scalars(select(ClassMetric).where(ClassMetric.run_id == run_id)
-                                     .order_by(ClassMetric.label))
-        ]
     if as_json:
         print_json(data)
         return
@@ -323,21 +304,40 @@ def runs_compare(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Runs side by side, best validation accuracy first."""
-    from trainer.runs import run_summary
+    from trainer.runs import compare_runs
 
     with catalog_session() as session:
-        query = select(TrainingRun)
-        query = (query.where(TrainingRun.id.in_(run_ids)) if run_ids
-                 else query.where(TrainingRun.best_val_accuracy.is_not(None)))
-        rows = [run_summary(session, r) for r in session.scalars(query)]
-    missing = sorted(set(run_ids or []) - {r["id"] for r in rows})
-    if missing:
-        raise UsageError(f"no training run(s) {', '.join(map(str, missing))}")
-    rows.sort(key=lambda r: -(r["best_val_accuracy"] or 0.0))
+        try:
+            rows = compare_runs(session, run_ids)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
     if as_json:
         print_json(rows)
     else:
         _table(rows, "runs compared (best validation accuracy first)")
+
+
+@runs_app.command("promote")
+def runs_promote(
+    run_id: int = typer.Argument(..., help="A succeeded run."),
+    note: str = typer.Option(None, "--note", help="Why (kept with the promotion)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Pin the run `shoal serve` predicts with (default: the best succeeded run).
+
+    Every replica picks it up within seconds; earlier promotions stay as history."""
+    from trainer.runs import promote_run
+
+    with catalog_session() as session:
+        try:
+            row = promote_run(session, run_id, note)
+        except TrainingError as exc:
+            raise UsageError(str(exc)) from exc
+        data = {"run": row.run_id, "promoted_at": row.created_at, "note": row.note}
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"run {run_id} now serves predictions")
 
 
 def predict_cmd(

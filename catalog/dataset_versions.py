@@ -160,6 +160,41 @@ def class_counts(
     return dict(sorted(counts.items()))
 
 
+def source_counts(
+    session: Session, version_id: int, flt: ItemFilter = ItemFilter()
+) -> dict[str, dict[str, int]]:
+    """``{"site": {site: n}, "license": {license: n}}`` over the items that match ``flt``, by
+    each item's primary source (``"unknown"`` where it has none or the field is empty)."""
+    out: dict[str, dict[str, int]] = {}
+    for name in ("site", "license"):
+        src = aliased(ImageSource)
+        column = getattr(src, name)
+        query = join_primary_source(
+            select(column, func.count()).select_from(DatasetItem)
+            .where(DatasetItem.version_id == version_id).group_by(column),
+            DatasetItem.image_id, src, outer=True)
+        counts: dict[str, int] = {}
+        for value, n in session.execute(_filtered(query, flt, src)):
+            counts[value or "unknown"] = counts.get(value or "unknown", 0) + n
+        out[name] = dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return out
+
+
+def image_sources(session: Session, image_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Every place each image was found (first found first): url, page, site, license,
+    author."""
+    out: dict[int, list[dict[str, Any]]] = {i: [] for i in image_ids}
+    if not image_ids:
+        return out
+    rows = session.scalars(select(ImageSource).where(ImageSource.image_id.in_(image_ids))
+                           .order_by(ImageSource.id))
+    for s in rows:
+        out[s.image_id].append({"url": s.url, "page_url": s.page_url, "site": s.site,
+                                "license": s.license, "license_url": s.license_url,
+                                "artist": s.artist, "title": s.title})
+    return out
+
+
 def manifest_query(version_id: int) -> Select[Any]:
     """What a version's manifest is written from: items with provenance, by sha256."""
     query = (

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from catalog.models import Species
+from catalog.models import Image, Species
 
 DEFAULT_SPECIES_FILE = Path(__file__).parent / "data" / "default_species.yaml"
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -134,3 +134,36 @@ def get_species(session: Session, slug: str) -> Species:
                                             if known else "; the registry is empty")
         )
     return row
+
+
+def spec_from_names(slug: str, latin: str, zh: str | None = None, en: str | None = None,
+                    extra: list[str] | None = None, active: bool = True) -> SpeciesSpec:
+    """A species from its names: each name is also a search keyword in its language.
+    Raises ValueError when a field is invalid."""
+    keywords: dict[str, list[str]] = {"la": [latin]}
+    if en:
+        keywords["en"] = [en]
+    if zh:
+        keywords["zh"] = [zh]
+    if extra:
+        keywords["extra"] = list(extra)
+    return SpeciesSpec(slug=slug, latin_name=latin, name_zh=zh, name_en=en, keywords=keywords,
+                       active=active)
+
+
+def list_species(session: Session, include_inactive: bool = False) -> list[dict[str, Any]]:
+    """The registry with names, keywords and how many images were crawled for each."""
+    counts = dict(session.execute(
+        select(Image.expected_species_id, func.count()).group_by(Image.expected_species_id)
+    ).all())
+    query = select(Species).order_by(Species.id)
+    if not include_inactive:
+        query = query.where(Species.active.is_(True))
+    return [
+        {"slug": s.slug, "latin_name": s.latin_name, "name_zh": s.name_zh,
+         "name_en": s.name_en, "keywords": s.keywords, "active": s.active,
+         "taxon_status": s.taxon_status, "accepted_name": s.accepted_name,
+         "synonyms": s.synonyms or [], "taxon_class": s.taxon_class, "gbif_key": s.gbif_key,
+         "images": counts.get(s.id, 0)}
+        for s in session.scalars(query)
+    ]

@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from catalog.dataset_versions import (
-    ItemFilter,
-    class_counts,
-    diff_versions,
-    items_query,
-    list_versions,
-)
-from catalog.models import DatasetVersion
+from catalog.dataset_versions import ItemFilter, diff_versions, list_versions
 from catalog.splits import SPLITS
 from pipeline.cli.common import (
     JSON_OPTION,
@@ -25,7 +17,12 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.datasets.export import FORMATS, export_version
-from pipeline.datasets.versions import create_version, get_version, manifest_path
+from pipeline.datasets.versions import (
+    create_version,
+    get_version,
+    version_detail,
+    version_summary,
+)
 from pipeline.errors import UsageError
 
 dataset_app = typer.Typer(
@@ -39,21 +36,6 @@ DIFF_COLUMNS = {
     "relabelled": ["sha256", "old", "new", "split"],
     "moved": ["sha256", "label", "old", "new"],
 }
-
-
-def summary(version: DatasetVersion) -> dict[str, Any]:
-    return {
-        "id": version.id,
-        "name": version.name,
-        "created_at": version.created_at,
-        "n_items": version.n_items,
-        "n_train": version.n_train,
-        "n_val": version.n_val,
-        "classes": version.classes,
-        "params": version.params,
-        "manifest_sha256": version.manifest_sha256,
-        "manifest": str(manifest_path(version.name)),
-    }
 
 
 @dataset_app.command("create")
@@ -74,7 +56,7 @@ def create_cmd(
             session, name=name, species=species or None,
             min_per_class=min_per_class, val_ratio=val_ratio,
         )
-        data = summary(version)
+        data = version_summary(version)
     if as_json:
         print_json(data)
         return
@@ -89,7 +71,7 @@ def create_cmd(
 def list_cmd(as_json: bool = JSON_OPTION) -> None:
     """List the dataset versions, oldest first."""
     with catalog_session() as session:
-        data = [summary(v) for v in list_versions(session)]
+        data = [version_summary(v) for v in list_versions(session)]
     if as_json:
         print_json(data)
         return
@@ -120,17 +102,7 @@ def show_cmd(
         raise UsageError(f"--split must be one of {', '.join(SPLITS)} (got {split!r})")
     flt = ItemFilter(tuple(species), split, site, license_)
     with catalog_session() as session:
-        row = get_version(session, version)
-        data = summary(row)
-        data["filter"] = {"species": list(species), "split": split, "site": site,
-                          "license": license_}
-        data["counts"] = class_counts(session, row.id, flt)
-        data["matching"] = sum(sum(c.values()) for c in data["counts"].values())
-        if items:
-            query = items_query(row.id, flt)
-            if limit > 0:
-                query = query.limit(limit)
-            data["items"] = [dict(r._mapping) for r in session.execute(query)]
+        data = version_detail(session, version, flt, items=items, limit=limit)
     if as_json:
         print_json(data)
         return

@@ -17,16 +17,15 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import UsageError
-from pipeline.jobs.runner import followers
 from pipeline.jobs.schedules import crawl_chain
 from pipeline.jobs.submit import (
-    Step,
     broker_configured,
     cancel,
-    get_job,
+    job_detail,
     job_dict,
     list_jobs,
     submit_chain,
+    train_chain,
 )
 
 jobs_app = typer.Typer(cls=ShoalGroup, help="Queued work: list, show, cancel, submit, chains.")
@@ -102,8 +101,7 @@ def jobs_show(
 ) -> None:
     """Everything about one job: arguments, result, error with traceback, the jobs after it."""
     with catalog_session() as session:
-        data = job_dict(get_job(session, job_id))
-        data["followers"] = followers(session, job_id)
+        data = job_detail(session, job_id)
     if as_json:
         print_json(data)
         return
@@ -166,8 +164,5 @@ def jobs_train(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The training chain: [dataset create ->] export -> train."""
-    steps: list[Step] = [] if version else [("dataset_create", {})]
-    steps.append(("dataset_export", {"version": version, "format": "imagefolder"}))
-    steps.append(("train", {"arch": arch, "mode": mode, "weights": weights,
-                            "hyper": parse_args(hyper)}))
-    report_submitted(submit_chain(steps), as_json)
+    report_submitted(submit_chain(train_chain(version, arch, mode, weights, parse_args(hyper))),
+                     as_json)

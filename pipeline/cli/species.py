@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import func, select
 
-from catalog.models import Image, Species
 from catalog.species import (
     SpeciesSpec,
+    list_species,
     load_species_file,
+    spec_from_names,
     upsert_species,
 )
 from pipeline.cli.common import (
@@ -24,6 +24,7 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import ShoalError, UsageError
+from pipeline.species import resolve_specs
 
 species_app = typer.Typer(cls=ShoalGroup, help="The species registry: list, add, import.")
 
@@ -35,32 +36,7 @@ def species_list(
 ) -> None:
     """List the species with their names, keywords and image counts."""
     with catalog_session() as session:
-        counts = dict(
-            session.execute(
-                select(Image.expected_species_id, func.count()).group_by(Image.expected_species_id)
-            ).all()
-        )
-        query = select(Species).order_by(Species.id)
-        if not all_:
-            query = query.where(Species.active.is_(True))
-        rows = session.scalars(query).all()
-        data = [
-            {
-                "slug": s.slug,
-                "latin_name": s.latin_name,
-                "name_zh": s.name_zh,
-                "name_en": s.name_en,
-                "keywords": s.keywords,
-                "active": s.active,
-                "taxon_status": s.taxon_status,
-                "accepted_name": s.accepted_name,
-                "synonyms": s.synonyms or [],
-                "taxon_class": s.taxon_class,
-                "gbif_key": s.gbif_key,
-                "images": counts.get(s.id, 0),
-            }
-            for s in rows
-        ]
+        data = list_species(session, include_inactive=all_)
     if as_json:
         print_json(data)
         return
@@ -76,35 +52,6 @@ NO_RESOLVE = typer.Option(False, "--no-resolve", help="Do not ask GBIF (offline)
                           "species is recorded as unresolved and its name is not checked.")
 FORCE = typer.Option(False, "--force", help="Register a name that is no fish species (or that "
                      "GBIF does not know) anyway, marked not_fish.")
-
-
-def resolve_specs(specs: list[SpeciesSpec], *, no_resolve: bool, force: bool
-                  ) -> tuple[list[SpeciesSpec], list[str], list[str]]:
-    """Each spec with its taxonomy filled from GBIF; returns (kept, refused, warnings)."""
-    from crawler.taxonomy import ResolutionFailed, resolve_name, taxon_fields
-
-    if no_resolve:
-        return [s.model_copy(update={"taxon_status": "unresolved"}) for s in specs], [], []
-    kept, refused, warnings = [], [], []
-    for spec in specs:
-        try:
-            taxon = resolve_name(spec.latin_name)
-        except ResolutionFailed as exc:
-            raise ShoalError(f"cannot resolve {spec.latin_name!r}: {exc}; to register species "
-                             "without resolution (marked unresolved) pass --no-resolve",
-                             exit_code=3) from exc
-        problems = taxon.refusals()
-        warnings += [f"{spec.slug}: {w}" for w in taxon.warnings()]
-        if problems and not force:
-            refused.append(f"{spec.slug}: " + "; ".join(problems))
-            continue
-        if problems:
-            warnings += [f"{spec.slug}: {p} (registered anyway: --force)" for p in problems]
-        fields = taxon_fields(taxon)
-        if problems:
-            fields["taxon_status"] = "not_fish"
-        kept.append(spec.model_copy(update=fields))
-    return kept, refused, warnings
 
 
 def _report(specs: list[SpeciesSpec], refused: list[str], warnings: list[str],
@@ -141,16 +88,8 @@ def species_add(
 ) -> None:
     """Add a species, or update the one with this slug. The Latin name is resolved against
     GBIF's backbone (accepted name, synonyms, class); a name that is no fish is refused."""
-    keywords = {"la": [latin]}
-    if en:
-        keywords["en"] = [en]
-    if zh:
-        keywords["zh"] = [zh]
-    if keyword:
-        keywords["extra"] = list(keyword)
     try:
-        spec = SpeciesSpec(slug=slug, latin_name=latin, name_zh=zh, name_en=en,
-                           keywords=keywords, active=not inactive)
+        spec = spec_from_names(slug, latin, zh, en, list(keyword), active=not inactive)
     except ValueError as exc:
         raise UsageError(f"invalid species: {exc}") from exc
     kept, refused, warnings = resolve_specs([spec], no_resolve=no_resolve, force=force)

@@ -25,9 +25,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from catalog.dataset_versions import (
     LATEST,
     PROVENANCE,
+    ItemFilter,
+    class_counts,
     find_version,
+    items_query,
     list_versions,
     manifest_query,
+    source_counts,
     with_provenance,
 )
 from catalog.models import (
@@ -39,7 +43,7 @@ from catalog.models import (
 )
 from catalog.settings import get_settings
 from catalog.species import get_species
-from catalog.splits import RULE, VAL, plan_splits, split_key_for
+from catalog.splits import RULE, SPLITS, VAL, plan_splits, split_key_for
 from catalog.store import file_sha256
 from pipeline.errors import ShoalError, UsageError
 
@@ -75,6 +79,45 @@ def manifest_path(name: str) -> Path:
 
 
 # --- creating one ---------------------------------------------------------------------------
+def version_summary(version: DatasetVersion) -> dict[str, Any]:
+    return {
+        "id": version.id,
+        "name": version.name,
+        "created_at": version.created_at,
+        "n_items": version.n_items,
+        "n_train": version.n_train,
+        "n_val": version.n_val,
+        "classes": version.classes,
+        "params": version.params,
+        "manifest_sha256": version.manifest_sha256,
+        "manifest": str(manifest_path(version.name)),
+    }
+
+
+def version_detail(
+    session: Session, ref: str | int, flt: ItemFilter = ItemFilter(), *,
+    items: bool = False, limit: int = 50, offset: int = 0,
+) -> dict[str, Any]:
+    """A version's summary with its counts by species and split, site and license over the
+    items matching ``flt``, and with ``items`` a page of them (``limit`` 0: all)."""
+    if flt.split is not None and flt.split not in SPLITS:
+        raise UsageError(f"split must be one of {', '.join(SPLITS)} (got {flt.split!r})")
+    row = get_version(session, ref)
+    data = version_summary(row)
+    data["filter"] = {"species": list(flt.species), "split": flt.split, "site": flt.site,
+                      "license": flt.license}
+    data["counts"] = class_counts(session, row.id, flt)
+    data["matching"] = sum(sum(c.values()) for c in data["counts"].values())
+    by_source = source_counts(session, row.id, flt)
+    data["by_site"], data["by_license"] = by_source["site"], by_source["license"]
+    if items:
+        query = items_query(row.id, flt).offset(max(offset, 0))
+        if limit > 0:
+            query = query.limit(limit)
+        data["items"] = [dict(r._mapping) for r in session.execute(query)]
+    return data
+
+
 def approved_images(session: Session, species_ids: Sequence[int] | None) -> list[Any]:
     """Rows ``(id, sha256, label, url, site, license, annotators)`` of every approved image.
     The label is the reviewed one, else the species whose keyword found the image; an image

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope, upgrade
-from catalog.models import DuplicateGroup, Image, ImageSource, ImageStatus
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species, load_species_file, upsert_species
+from catalog.stats import catalog_stats
 from pipeline.datasets.approve import approve_by_keyword
 from pipeline.errors import UsageError
 
@@ -142,19 +141,11 @@ def review_in_label_studio(session: Session, say: Say) -> str:
 
 
 def stage_counts(session: Session, summary: DemoSummary) -> None:
-    summary.stages = dict(session.execute(
-        select(Image.status, func.count()).group_by(Image.status)).all())
-    summary.rejects = dict(session.execute(
-        select(Image.reject_reason, func.count()).where(Image.status == ImageStatus.INVALID)
-        .group_by(Image.reject_reason)).all())
-    summary.url_failures = dict(session.execute(
-        select(ImageSource.error, func.count()).where(ImageSource.error.is_not(None))
-        .group_by(ImageSource.error)).all())
-    summary.duplicate_groups = session.scalar(select(func.count()).select_from(DuplicateGroup)) or 0
-    summary.conflicts = session.scalar(
-        select(func.count()).select_from(DuplicateGroup).where(DuplicateGroup.conflict)) or 0
-    summary.species = session.scalar(
-        select(func.count(func.distinct(Image.expected_species_id)))) or 0
+    stats = catalog_stats(session)
+    summary.stages, summary.rejects = stats["stages"], stats["rejects"]
+    summary.url_failures = stats["url_failures"]
+    summary.duplicate_groups, summary.conflicts = stats["duplicate_groups"], stats["conflicts"]
+    summary.species = stats["species"]
 
 
 def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:

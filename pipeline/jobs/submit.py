@@ -7,6 +7,7 @@ bodies run here, synchronously, through the same state transitions.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
@@ -40,9 +41,13 @@ def submit(kind: str, args: dict[str, Any] | None = None, *,
     return submit_chain([(kind, args or {})], idempotency_key=idempotency_key)[0]
 
 
-def submit_chain(steps: Sequence[Step], *, idempotency_key: str | None = None) -> list[Job]:
+def submit_chain(steps: Sequence[Step], *, idempotency_key: str | None = None,
+                 wait: bool = True) -> list[Job]:
     """Queue jobs that run one after the other (a Celery chain); each row's parent is the one
-    before it, and a step starts only once its parent succeeded."""
+    before it, and a step starts only once its parent succeeded.
+
+    With no broker the chain runs here: before returning, or with ``wait=False`` (a server
+    answering a request) in a background thread, the rows returned still queued."""
     if not steps:
         raise UsageError("nothing to submit")
     for kind, _args in steps:
@@ -50,8 +55,11 @@ def submit_chain(steps: Sequence[Step], *, idempotency_key: str | None = None) -
             raise UsageError(f"unknown job kind {kind!r}; one of: {', '.join(QUEUE_OF)}")
     with session_scope() as session:
         jobs, created = create_rows(session, steps, idempotency_key)
-    if created:
+    if created and (wait or broker_configured()):
         dispatch(jobs)
+    elif created:
+        threading.Thread(target=dispatch, args=(jobs,), daemon=True,
+                         name=f"jobs-{jobs[0].id}").start()
     with session_scope() as session:
         return [session.get_one(Job, job.id) for job in jobs]
 
@@ -174,6 +182,22 @@ def cancel(job_id: int) -> list[int]:
         except Exception as exc:
             log.warning("could not broadcast the revoke: %s", exc)
     return ids
+
+
+def train_chain(version: str | None, arch: str, mode: str, weights: str,
+                hyper: dict[str, Any]) -> list[Step]:
+    """[dataset create ->] export -> train (a new version first when none is named)."""
+    steps: list[Step] = [] if version else [("dataset_create", {})]
+    steps.append(("dataset_export", {"version": version, "format": "imagefolder"}))
+    steps.append(("train", {"arch": arch, "mode": mode, "weights": weights, "hyper": hyper}))
+    return steps
+
+
+def job_detail(session: Session, job_id: int) -> dict[str, Any]:
+    """One job with the ids of the jobs chained after it."""
+    data = job_dict(get_job(session, job_id))
+    data["followers"] = followers(session, job_id)
+    return data
 
 
 def job_dict(job: Job) -> dict[str, Any]:

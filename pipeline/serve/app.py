@@ -19,10 +19,20 @@ from pipeline.serve import errors
 from pipeline.serve.config import serve_config
 from pipeline.serve.limits import BodyLimit
 from pipeline.serve.models import ModelCache
-from pipeline.serve.routes import predict
+from pipeline.serve.routes import (
+    datasets,
+    images,
+    jobs,
+    pages,
+    predict,
+    runs,
+    schedules,
+    species,
+)
 
 HERE = Path(__file__).parent
-ROUTERS = [predict.router]
+ROUTERS = [predict.router, species.router, schedules.router, jobs.router, datasets.router,
+           runs.router, images.router, pages.router]
 SMALL_BODY = 1 << 20  # everything but uploads: JSON and forms
 UPLOAD_PATHS = ("/v1/predict", "/predict")
 

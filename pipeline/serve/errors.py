@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catalog.dataset_versions import VersionFrozen
@@ -33,58 +34,86 @@ def _json(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(error_body(code, message, **extra), status_code=status)
 
 
+def _for_a_page(request: Request) -> bool:
+    return (not request.url.path.startswith(("/v1/", "/images/"))
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def _page(status: int, message: str) -> HTMLResponse:
+    return HTMLResponse(ERROR_PAGE.format(status=status, message=html.escape(message)),
+                        status_code=status)
+
+
+ERROR_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{status} · Shoal
+</title><link rel="stylesheet" href="/static/style.css"></head><body><nav><a href="/"
+class="brand">Shoal</a></nav><main><h1>{status}</h1><p class="warn">{message}</p></main></body>
+</html>"""
+
+
 def _not_found(message: str) -> bool:
     return message.startswith("no ")
 
 
+def _answer(request: Request, status: int, code: str, message: str, **extra: Any) -> Response:
+    if _for_a_page(request):
+        return _page(status, message)
+    return _json(status, code, message, **extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_r: Request, exc: ApiError) -> JSONResponse:
-        return _json(exc.status, exc.code, exc.message)
+    async def _api(request: Request, exc: ApiError) -> Response:
+        return _answer(request, exc.status, exc.code, exc.message)
 
     @app.exception_handler(UnknownSpecies)
-    async def _species(_r: Request, exc: UnknownSpecies) -> JSONResponse:
-        return _json(404, "unknown_species", str(exc).strip("'\""))
+    async def _species(request: Request, exc: UnknownSpecies) -> Response:
+        return _answer(request, 404, "unknown_species", str(exc).strip("'\""))
 
     @app.exception_handler(SpeciesFileError)
-    async def _species_file(_r: Request, exc: SpeciesFileError) -> JSONResponse:
-        return _json(422, "invalid_species", str(exc))
+    async def _species_file(request: Request, exc: SpeciesFileError) -> Response:
+        return _answer(request, 422, "invalid_species", str(exc))
 
     @app.exception_handler(TrainingError)
-    async def _training(_r: Request, exc: TrainingError) -> JSONResponse:
+    async def _training(request: Request, exc: TrainingError) -> Response:
         message = str(exc)
         if _not_found(message):
-            return _json(404, "not_found", message)
-        return _json(409, "training", message)
+            return _answer(request, 404, "not_found", message)
+        if message.startswith(("unknown", "invalid")):
+            return _answer(request, 422, "invalid_request", message)
+        return _answer(request, 409, "training", message)
 
     @app.exception_handler(ServiceUnavailable)
-    async def _unavailable(_r: Request, exc: ServiceUnavailable) -> JSONResponse:
-        return _json(503, "unavailable", str(exc))
+    async def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
+        return _answer(request, 503, "unavailable", str(exc))
 
     @app.exception_handler(CatalogUnavailable)
-    async def _catalog(_r: Request, exc: CatalogUnavailable) -> JSONResponse:
-        return _json(503, "catalog_unavailable", str(exc))
+    async def _catalog(request: Request, exc: CatalogUnavailable) -> Response:
+        return _answer(request, 503, "catalog_unavailable", str(exc))
 
     @app.exception_handler(VersionFrozen)
-    async def _frozen(_r: Request, exc: VersionFrozen) -> JSONResponse:
-        return _json(409, "immutable", str(exc))
+    async def _frozen(request: Request, exc: VersionFrozen) -> Response:
+        return _answer(request, 409, "immutable", str(exc))
 
     @app.exception_handler(ShoalError)
-    async def _shoal(_r: Request, exc: ShoalError) -> JSONResponse:
+    async def _shoal(request: Request, exc: ShoalError) -> Response:
         message = str(exc)
-        return _json(404 if _not_found(message) else 400, "not_found" if _not_found(message)
-                     else "bad_request", message)
+        if _not_found(message):
+            return _answer(request, 404, "not_found", message)
+        return _answer(request, 400, "bad_request", message)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_r: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
         problems = [{"where": ".".join(str(p) for p in e.get("loc", ())), "problem": e["msg"]}
                     for e in exc.errors()]
         summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:3])
-        return _json(422, "invalid_request", summary or "invalid request", problems=problems)
+        return _answer(request, 422, "invalid_request", summary or "invalid request",
+                       problems=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         code = {401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        if _for_a_page(request):
+            return _page(exc.status_code, str(exc.detail))
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))

@@ -14,7 +14,7 @@ from pipeline.serve.auth import require_read
 from pipeline.serve.config import serve_config
 from pipeline.serve.errors import ApiError
 from pipeline.serve.models import ModelCache, ServedModel
-from pipeline.serve.schemas import ERRORS, PredictResponse
+from pipeline.serve.schemas import ERRORS, MAX_ID, PredictResponse
 from pipeline.serve.uploads import decode, read_upload
 from trainer.errors import TrainingError
 
@@ -67,7 +67,7 @@ async def predict_uploads(request: Request, files: list[UploadFile], run: int | 
 async def predict(
     request: Request,
     files: list[UploadFile] = File(..., description="One or more photos (JPEG, PNG, WebP...)."),
-    run: int | None = Query(None, ge=1, le=2**31 - 1,
+    run: int | None = Query(None, ge=1, le=MAX_ID,
                             description="Training run (default: the promoted or best run)."),
     top_k: int = Query(3, ge=1, le=100, description="Species per image."),
 ) -> dict[str, Any]:

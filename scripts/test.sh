@@ -9,7 +9,7 @@ mkdir -p .cache
 ls_setup=$!
 scripts/venv.sh
 scripts/services.sh
-# the trainer's report test opens the HTML report in headless Chromium
+# the trainer's report test and the serve browser tests (Playwright) run headless Chromium
 if ! command -v chromium >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi

@@ -21,6 +21,7 @@ from pipeline.serve.limits import BodyLimit
 from pipeline.serve.models import ModelCache
 from pipeline.serve.routes import (
     datasets,
+    health,
     images,
     jobs,
     pages,
@@ -31,8 +32,8 @@ from pipeline.serve.routes import (
 )
 
 HERE = Path(__file__).parent
-ROUTERS = [predict.router, species.router, schedules.router, jobs.router, datasets.router,
-           runs.router, images.router, pages.router]
+ROUTERS = [health.router, predict.router, species.router, schedules.router, jobs.router,
+           datasets.router, runs.router, images.router, pages.router]
 SMALL_BODY = 1 << 20  # everything but uploads: JSON and forms
 UPLOAD_PATHS = ("/v1/predict", "/predict")
 

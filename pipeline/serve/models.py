@@ -103,6 +103,11 @@ class ModelCache:
         batcher = MicroBatcher(predictor.predict, self.max_batch, name=f"run-{run_id}")
         return ServedModel(info, predictor, names, batcher)
 
+    def stats(self) -> list[dict[str, Any]]:
+        """Per warm model: its run, and how many forward passes ran on how many images."""
+        return [{"run": run_id, "batches": m.batcher.batches, "images": m.batcher.images}
+                for run_id, m in list(self._models.items())]
+
     def close(self) -> None:
         with self._lock:
             for model in self._models.values():

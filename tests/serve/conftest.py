@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from catalog.db import session_scope
 from catalog.settings import Settings
 from pipeline.serve.config import serve_config
+from pipeline.serve.process import ServeProcess
 from tests.conftest import _make_env
 from tests.trainer.conftest import FAST, load_small
 from trainer.runs import create_run
@@ -64,3 +65,11 @@ def auth() -> dict[str, str]:
 
 def photo(fishdata: Path, folder: str = "Koi", n: int = 0) -> Path:
     return sorted((fishdata / "web-20" / folder).iterdir())[n]
+
+
+@pytest.fixture(scope="module")
+def server(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    """`shoal serve` as a real uvicorn process over the module's catalog."""
+    log = tmp_path_factory.mktemp("serve-log") / "serve.log"
+    with ServeProcess(log) as proc:
+        yield proc

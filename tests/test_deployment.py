@@ -24,7 +24,10 @@ def test_compose_config_passes_without_env_file(tmp_path):
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert {"postgres", "redis", "label-studio", "worker", "train-worker", "beat",
-            "flower"} <= set(services)
+            "flower", "serve"} <= set(services)
+    assert services["serve"]["command"][0] == "serve"
+    assert services["serve"]["environment"]["SHOAL_API_TOKEN"]
+    assert services["serve"]["environment"]["SHOAL_DATABASE_URL"].startswith("postgresql")
     for name in ("worker", "train-worker", "beat"):
         assert any(v.startswith("shoal-data") or v.get("source") == "shoal-data"
                    if isinstance(v, dict) else v.startswith("shoal-data")

@@ -60,46 +60,40 @@ def _answer(request: Request, status: int, code: str, message: str, **extra: Any
     return _json(status, code, message, **extra)
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api(request: Request, exc: ApiError) -> Response:
-        return _answer(request, exc.status, exc.code, exc.message)
+# user errors of the catalog and the pipeline whose status does not depend on the message
+FIXED: dict[type[Exception], tuple[int, str]] = {
+    UnknownSpecies: (404, "unknown_species"),
+    SpeciesFileError: (422, "invalid_species"),
+    ServiceUnavailable: (503, "unavailable"),
+    CatalogUnavailable: (503, "catalog_unavailable"),
+    VersionFrozen: (409, "immutable"),
+}
 
-    @app.exception_handler(UnknownSpecies)
-    async def _species(request: Request, exc: UnknownSpecies) -> Response:
-        return _answer(request, 404, "unknown_species", str(exc).strip("'\""))
 
-    @app.exception_handler(SpeciesFileError)
-    async def _species_file(request: Request, exc: SpeciesFileError) -> Response:
-        return _answer(request, 422, "invalid_species", str(exc))
-
-    @app.exception_handler(TrainingError)
-    async def _training(request: Request, exc: TrainingError) -> Response:
-        message = str(exc)
-        if _not_found(message):
-            return _answer(request, 404, "not_found", message)
+def classify(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and code of a user error raised by the functions the CLI shares."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.code
+    for kind, answer in FIXED.items():
+        if isinstance(exc, kind):
+            return answer
+    message = str(exc)
+    if _not_found(message):
+        return 404, "not_found"
+    if isinstance(exc, TrainingError):
         if message.startswith(("unknown", "invalid")):
-            return _answer(request, 422, "invalid_request", message)
-        return _answer(request, 409, "training", message)
+            return 422, "invalid_request"
+        return 409, "training"
+    return 400, "bad_request"
 
-    @app.exception_handler(ServiceUnavailable)
-    async def _unavailable(request: Request, exc: ServiceUnavailable) -> Response:
-        return _answer(request, 503, "unavailable", str(exc))
 
-    @app.exception_handler(CatalogUnavailable)
-    async def _catalog(request: Request, exc: CatalogUnavailable) -> Response:
-        return _answer(request, 503, "catalog_unavailable", str(exc))
+def install(app: FastAPI) -> None:
+    async def _known(request: Request, exc: Exception) -> Response:
+        status, code = classify(exc)
+        return _answer(request, status, code, str(exc))
 
-    @app.exception_handler(VersionFrozen)
-    async def _frozen(request: Request, exc: VersionFrozen) -> Response:
-        return _answer(request, 409, "immutable", str(exc))
-
-    @app.exception_handler(ShoalError)
-    async def _shoal(request: Request, exc: ShoalError) -> Response:
-        message = str(exc)
-        if _not_found(message):
-            return _answer(request, 404, "not_found", message)
-        return _answer(request, 400, "bad_request", message)
+    for kind in (ApiError, *FIXED, TrainingError, ShoalError):
+        app.add_exception_handler(kind, _known)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:

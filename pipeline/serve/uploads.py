@@ -28,7 +28,6 @@ STATUS = {
     Reject.UNSUPPORTED_FORMAT: 415,
 }
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
-DECODE_LONG_SIDE = 1024  # the stored images' long side: what the model was trained on
 
 
 def rejected(name: str, exc: ImageRejected) -> ApiError:
@@ -78,7 +77,8 @@ def _decode(raw: bytes, limits: Limits) -> Image.Image:
             if min(width, height) < limits.min_side:
                 raise ImageRejected(Reject.TOO_SMALL, f"{width}x{height} < {limits.min_side} px")
             if fmt == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
-                img.draft(img.mode, capped_size(width, height, DECODE_LONG_SIDE))
+                # no finer than the stored images the model was trained on
+                img.draft(img.mode, capped_size(width, height, limits.max_long_side))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)

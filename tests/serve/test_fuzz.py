@@ -52,6 +52,10 @@ def test_no_server_errors(api_schema: dict[str, schemathesis.APIOperation], labe
     def check(case) -> None:  # type: ignore[no-untyped-def]
         for headers in ({"Authorization": f"Bearer {TOKEN}"}, {}):
             response = case.call(headers=headers)
+            if label == "PUT /v1/species/{slug}" and response.status_code == 503:
+                # resolving the name needs GBIF, which the tests point at a closed port
+                assert response.json()["error"]["message"].startswith("cannot resolve")
+                continue
             assert response.status_code < 500, (
                 f"{label} -> {response.status_code}: {response.text[:500]}\n"
                 f"{case.as_curl_command()}")

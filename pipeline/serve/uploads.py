@@ -28,6 +28,9 @@ STATUS = {
     Reject.UNSUPPORTED_FORMAT: 415,
 }
 ACCEPTED_TYPES = ("image/", "application/octet-stream")
+# big JPEGs decode at 1/2, 1/4 or 1/8 scale down to this long side, still over 4x the model's
+# input; photos under it decode exactly as `shoal predict` decodes them
+DECODE_LONG_SIDE = 1024
 
 
 def rejected(name: str, exc: ImageRejected) -> ApiError:
@@ -77,8 +80,7 @@ def _decode(raw: bytes, limits: Limits) -> Image.Image:
             if min(width, height) < limits.min_side:
                 raise ImageRejected(Reject.TOO_SMALL, f"{width}x{height} < {limits.min_side} px")
             if fmt == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
-                # no finer than the stored images the model was trained on
-                img.draft(img.mode, capped_size(width, height, limits.max_long_side))
+                img.draft(img.mode, capped_size(width, height, DECODE_LONG_SIDE))
             img.load()
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img)

@@ -112,6 +112,8 @@ class Job(Base):
     error: Mapped[str | None] = mapped_column(Text)
     worker_host: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # times the sweeper found the job lost by the broker and sent it again (reset by a retry)
+    recoveries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]

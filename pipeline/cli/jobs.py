@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from catalog.db import check_migrated
 from catalog.models import Job, JobState
 from pipeline.cli.common import (
     JSON_OPTION,
@@ -24,9 +25,11 @@ from pipeline.jobs.submit import (
     job_detail,
     job_dict,
     list_jobs,
+    retry,
     submit_chain,
     train_chain,
 )
+from pipeline.jobs.sweeper import sweep
 
 jobs_app = typer.Typer(cls=ShoalGroup, help="Queued work: list, show, cancel, submit, chains.")
 
@@ -124,6 +127,34 @@ def jobs_cancel(
         print_json({"cancelled": ids})
     else:
         console.print(f"cancelled: {', '.join(map(str, ids))}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(
+    job_id: int = typer.Argument(..., help="Job id of a failed or cancelled job."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Queue a failed or cancelled job again, with the jobs cancelled after it.
+
+    The same rows run again as a new attempt, resuming what the last one wrote."""
+    report_submitted(retry(job_id), as_json)
+
+
+@jobs_app.command("sweep")
+def jobs_sweep(as_json: bool = JSON_OPTION) -> None:
+    """Find jobs the broker lost, now: send them again, or fail them after too many tries.
+
+    Beat and the workers do this on their own; with no broker, lost jobs run here."""
+    check_migrated()
+    report = sweep().as_dict()
+    if as_json:
+        print_json(report)
+        return
+    if report["skipped"]:
+        console.print(f"sweep stopped: {report['skipped']}", highlight=False)
+    for key in ("redispatched", "failed", "cancelled", "runs_reset"):
+        console.print(f"{key.replace('_', ' ')}: {', '.join(map(str, report[key])) or '-'}",
+                      highlight=False)
 
 
 @jobs_app.command("submit")

@@ -1,7 +1,8 @@
 """Celery beat's scheduler for Shoal: crawl schedules come from the catalog, not from config.
 
 Every ``SHOAL_BEAT_INTERVAL`` seconds the scheduler renews (or tries to take) the ``beat``
-lease; only its holder claims due schedules and queues their crawls. A standby beat takes over
+lease; only its holder claims due schedules and queues their crawls, and sweeps for jobs the
+broker lost (:mod:`pipeline.jobs.sweeper`). A standby beat takes over
 once the leader's lease lapses (three intervals without renewal). Claims are atomic on their
 own (see :mod:`pipeline.jobs.schedules`), so even two leaders could not double a run.
 """
@@ -21,6 +22,7 @@ from catalog import leases
 from catalog.db import session_scope
 from pipeline.jobs.broker import queue_settings
 from pipeline.jobs.schedules import enqueue_due
+from pipeline.jobs.sweeper import Sweeper
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class CatalogScheduler(Scheduler):
         self.lease_seconds = max(3 * self.every, 2.0)
         self.leader = False
         self._next_read = 0.0
+        self.sweeper = Sweeper()
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -57,6 +60,7 @@ class CatalogScheduler(Scheduler):
                 return
             queued = enqueue_due()
             log.info("beat %s: leader tick, queued %d crawl(s)", self.holder, len(queued))
+            self.sweeper.maybe_sweep()  # jobs the broker lost
         except Exception:  # the catalog or broker is down: try again next tick
             log.exception("beat %s: catalog tick failed", self.holder)
 

@@ -45,6 +45,15 @@ class QueueSettings(BaseSettings):
     max_retries: int = Field(5, description="retries of a task that hit a network error")
     retry_backoff_max: int = Field(600, description="cap of the exponential retry backoff (s)")
     beat_interval: float = Field(30.0, description="seconds between beat's catalog reads")
+    sweep_interval: float = Field(60.0, description="seconds between sweeps for jobs the broker "
+                                  "lost (one process of beat and the workers sweeps); 0: "
+                                  "workers do not sweep")
+    job_lost_after: float = Field(300.0, description="a queued job whose message the broker "
+                                  "does not hold is sent again after this long")
+    max_recoveries: int = Field(3, description="times a lost job is sent again before it is "
+                                "failed")
+    publish_retries: int = Field(2, description="retries of a message the broker refused at "
+                                 "submit, a fraction of a second apart")
 
 
 def queue_settings() -> QueueSettings:
@@ -70,6 +79,13 @@ def celery_config() -> dict[str, Any]:
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": qs.visibility_timeout},
         "broker_connection_retry_on_startup": True,
+        # a broker that is down at submit fails the submit within seconds, not minutes
+        "broker_connection_timeout": 4.0,
+        "task_publish_retry_policy": {"max_retries": qs.publish_retries, "interval_start": 0.2,
+                                      "interval_step": 0.4, "interval_max": 1.0},
+        # Shoal reads outcomes from the catalog: no result is stored, and a submit never waits
+        # on the result backend (its reconnect loop took 20 s when Redis was down)
+        "task_ignore_result": True,
         "task_queues": [Queue(name, routing_key=name) for name in QUEUES],
         "task_default_queue": "dedupe",
         "task_routes": {task_name(kind): {"queue": q} for kind, q in QUEUE_OF.items()},

@@ -30,6 +30,7 @@ from catalog.db import get_engine, session_scope
 from catalog.models import Job, JobState, utcnow
 from catalog.settings import get_settings
 from pipeline.jobs.broker import queue_settings
+from pipeline.jobs.transient import retrying
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,11 @@ def execute(
     """
     holder = f"{host}:{os.getpid()}:{uuid4().hex[:8]}"
     lease_s = queue_settings().job_lease_seconds
-    with session_scope() as session:
-        ctx = _start(session, job_id, host, holder, lease_s)
+    def start() -> JobContext | None:
+        with session_scope() as session:
+            return _start(session, job_id, host, holder, lease_s)
+
+    ctx = retrying(f"job {job_id}: start", start)
     if ctx is None:
         return None
     heartbeat = Heartbeat(ctx, holder, lease_s)
@@ -186,7 +190,7 @@ def execute(
             _end(job_id, holder, state=JobState.FAILED, error=describe(exc))
             raise
         _end(job_id, holder, state=JobState.QUEUED, error=describe(exc),
-             message=f"attempt {ctx.attempt} hit a network error; retrying in {delay:.0f}s")
+             message=f"attempt {ctx.attempt} hit a transient error; retrying in {delay:.0f}s")
         raise RetryJob(delay, exc) from exc
     finally:
         heartbeat.stop()
@@ -237,7 +241,27 @@ def _end(
     message: str | None = None,
     expect: str = JobState.RUNNING,
 ) -> None:
-    """Leave ``running`` (unless someone cancelled the job meanwhile) and free the lease."""
+    """Leave ``running`` (unless someone cancelled the job meanwhile) and free the lease; a
+    dropped database connection is tried again (the write is conditional, so a repeat of a
+    write that did commit changes nothing)."""
+
+    def write() -> None:
+        _write_end(job_id, holder, state=state, result=result, error=error, message=message,
+                   expect=expect)
+
+    retrying(f"job {job_id}: record {state or expect}", write)
+
+
+def _write_end(
+    job_id: int,
+    holder: str,
+    *,
+    state: str | None,
+    result: dict[str, Any] | None,
+    error: str | None,
+    message: str | None,
+    expect: str,
+) -> None:
     with session_scope() as session:
         values: dict[str, Any] = {"message": message}
         if state is not None:

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import select
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,8 @@ from pipeline.jobs.runner import cancel_jobs, followers
 log = logging.getLogger(__name__)
 
 Step = tuple[str, dict[str, Any]]
+BROKER_DOWN = (BrokerOperationalError, OSError)
+RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
 
 
 def broker_configured() -> bool:
@@ -116,18 +119,25 @@ def dispatch(jobs: Sequence[Job]) -> None:
 
 
 def enqueue(jobs: Sequence[Job]) -> None:
+    """Publish, or cancel the jobs with the reason when the broker cannot be reached (the
+    publish gives up within seconds: see ``task_publish_retry_policy``)."""
+    try:
+        publish(jobs)
+    except BROKER_DOWN as exc:
+        with session_scope() as session:
+            cancel_jobs(session, [job.id for job in jobs], f"broker unreachable: {exc}")
+        raise ServiceUnavailable(f"cannot reach the broker to queue the job: {exc}; "
+                                 "`shoal jobs retry` it once the broker is back") from exc
+
+
+def publish(jobs: Sequence[Job]) -> None:
+    """One Celery message for the chain (raises one of BROKER_DOWN when it cannot be sent)."""
     from celery import chain
-    from kombu.exceptions import OperationalError
 
     from pipeline.jobs import tasks
 
     sigs = [tasks.TASKS[job.kind].si(job.id).set(task_id=job.task_id) for job in jobs]
-    try:
-        (sigs[0] if len(sigs) == 1 else chain(*sigs)).apply_async()
-    except (OperationalError, OSError) as exc:
-        with session_scope() as session:
-            cancel_jobs(session, [job.id for job in jobs], f"broker unreachable: {exc}")
-        raise ServiceUnavailable(f"cannot reach the broker to queue the job: {exc}") from exc
+    (sigs[0] if len(sigs) == 1 else chain(*sigs)).apply_async()
 
 
 def run_here(job_ids: Sequence[int]) -> None:
@@ -200,6 +210,48 @@ def job_detail(session: Session, job_id: int) -> dict[str, Any]:
     return data
 
 
+def retry(job_id: int) -> list[Job]:
+    """Queue a failed or cancelled job again, with the followers that were cancelled with it.
+
+    The same rows become a new attempt (``attempts`` counts on; the sweeper's count starts
+    over): the rows its work wrote carry its job id, so the new attempt finds and resumes
+    them (a crawl its crawl state, training its checkpoint). Each gets a new Celery task id,
+    since workers drop messages of a revoked (cancelled) id.
+    """
+    with session_scope() as session:
+        job = get_job(session, job_id)
+        if job.state not in RETRYABLE:
+            raise UsageError(f"job {job_id} is {job.state}: only a failed or cancelled job "
+                             "can be retried")
+        parent = session.get(Job, job.parent_id) if job.parent_id else None
+        if parent is not None and parent.state != JobState.SUCCEEDED:
+            raise UsageError(f"job {job_id} runs after job {parent.id}, which is "
+                             f"{parent.state}: retry job {parent.id} instead")
+        ids = [job_id, *followers(session, job_id)]
+        why = first_line(job.error) or job.message or job.state
+        requeued = []
+        for i in ids:
+            moved = session.execute(
+                update(Job).where(Job.id == i, Job.state.in_(RETRYABLE))
+                .values(state=JobState.QUEUED, task_id=str(uuid4()), recoveries=0,
+                        progress=0.0, finished_at=None,
+                        message=f"retried after: {why}"[:500])
+            ).rowcount
+            if moved:
+                requeued.append(i)
+        if job_id not in requeued:  # retried by someone else at this very moment
+            raise UsageError(f"job {job_id} is already queued again")
+        session.commit()
+        jobs = [session.get_one(Job, i) for i in requeued]
+    dispatch(jobs)
+    with session_scope() as session:
+        return [session.get_one(Job, i) for i in requeued]
+
+
+def first_line(text: str | None) -> str:
+    return text.strip().splitlines()[0] if text and text.strip() else ""
+
+
 def job_dict(job: Job) -> dict[str, Any]:
     return {
         "id": job.id,
@@ -212,6 +264,7 @@ def job_dict(job: Job) -> dict[str, Any]:
         "error": job.error,
         "worker_host": job.worker_host,
         "attempts": job.attempts,
+        "recoveries": job.recoveries,
         "parent_id": job.parent_id,
         "task_id": job.task_id,
         "idempotency_key": job.idempotency_key,

@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from celery import Task
+from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
-from catalog.db import session_scope
+from catalog.db import get_engine, session_scope
 from catalog.models import CrawlJob, DatasetVersion, JobState, TrainingRun
 from catalog.settings import get_settings
 from pipeline.errors import ServiceUnavailable, UsageError
 from pipeline.jobs.broker import QUEUE_OF, app, queue_settings, task_name
 from pipeline.jobs.runner import Body, JobContext, RetryJob, execute
+from pipeline.jobs.transient import is_transient_db_error
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -273,9 +275,20 @@ def is_network_error(exc: BaseException) -> bool:
     return False
 
 
+def is_retryable(exc: BaseException) -> bool:
+    """A network error, or a database error that passes (dropped connection, serialization
+    failure, deadlock), met directly or wrapped by the module that met it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if is_transient_db_error(seen):
+            return True
+        seen = seen.__cause__
+    return is_network_error(exc)
+
+
 def network_retry_in(exc: BaseException, attempt: int) -> float | None:
     qs = queue_settings()
-    if attempt > qs.max_retries or not is_network_error(exc):
+    if attempt > qs.max_retries or not is_retryable(exc):
         return None
     return float(get_exponential_backoff_interval(
         factor=2, retries=attempt - 1, maximum=qs.retry_backoff_max, full_jitter=True) + 1)
@@ -322,3 +335,25 @@ TASKS: dict[str, Task] = {
     "dataset_export": dataset_export,
     "train": train,
 }
+
+
+# --- worker process hooks -------------------------------------------------------------------
+@worker_ready.connect
+def _start_sweeper(**kwargs: Any) -> None:
+    from pipeline.jobs.sweeper import start_in_worker
+
+    start_in_worker(**kwargs)
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**kwargs: Any) -> None:
+    from pipeline.jobs.sweeper import stop_in_worker
+
+    stop_in_worker(**kwargs)
+
+
+@worker_process_init.connect
+def _forget_inherited_connections(**_kwargs: Any) -> None:
+    """A forked pool process must not share the parent's pooled database connections (the
+    parent's sweeper thread uses them): drop them here without closing them."""
+    get_engine().dispose(close=False)

@@ -126,8 +126,9 @@ def enqueue(jobs: Sequence[Job]) -> None:
     except BROKER_DOWN as exc:
         with session_scope() as session:
             cancel_jobs(session, [job.id for job in jobs], f"broker unreachable: {exc}")
-        raise ServiceUnavailable(f"cannot reach the broker to queue the job: {exc}; "
-                                 "`shoal jobs retry` it once the broker is back") from exc
+        reason = str(exc).strip().rstrip(".")
+        raise ServiceUnavailable(f"cannot reach the broker to queue job {jobs[0].id}: {reason}; "
+                                 f"`shoal jobs retry {jobs[0].id}` once it is back") from exc
 
 
 def publish(jobs: Sequence[Job]) -> None:

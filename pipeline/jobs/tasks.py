@@ -355,5 +355,7 @@ def _stop_sweeper(**kwargs: Any) -> None:
 @worker_process_init.connect
 def _forget_inherited_connections(**_kwargs: Any) -> None:
     """A forked pool process must not share the parent's pooled database connections (the
-    parent's sweeper thread uses them): drop them here without closing them."""
-    get_engine().dispose(close=False)
+    parent's sweeper thread uses them): drop them here without closing them. (The engine
+    cache keys on the argument as given: the default engine is cached under None.)"""
+    for url in (None, get_settings().resolved_database_url):
+        get_engine(url).dispose(close=False)

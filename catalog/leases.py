@@ -7,17 +7,22 @@ is judged by the clocks of the machines involved: keep them NTP-synchronised.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Connection, Engine, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from catalog.models import Lease, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class LeaseHeld(RuntimeError):
@@ -66,14 +71,43 @@ def require(session: Session, name: str, holder: str, seconds: float) -> None:
         raise LeaseHeld(f"another process holds the {name!r} lease; try again when it is done")
 
 
+class Renewer(threading.Thread):
+    """Renews a held lease every third of its term, from a session of its own, while its
+    holder works: a short term then frees the lease soon after the holder is killed."""
+
+    def __init__(self, bind: Engine | Connection, name: str, holder: str, seconds: float) -> None:
+        super().__init__(name=f"lease-{name}", daemon=True)
+        self.bind, self.lease, self.holder, self.seconds = bind, name, holder, seconds
+        self.lost = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.seconds / 3):
+            try:
+                with Session(self.bind) as session:
+                    if not acquire(session, self.lease, self.holder, self.seconds):
+                        self.lost.set()  # it lapsed and someone took it: the holder stops
+                        return
+            except Exception:  # the next renewal tries again: the term outlasts two misses
+                log.warning("could not renew the %r lease", self.lease, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=10)
+
+
 @contextmanager
 def held(session: Session, name: str, seconds: float) -> Iterator[str]:
-    """Hold the lease for the block (raising LeaseHeld when taken); released afterwards."""
-    holder = holder_name()
+    """Hold the lease for the block (raising LeaseHeld when taken), renewed in the background
+    every ``seconds / 3``; released afterwards."""
+    holder = f"{holder_name()}:{uuid4().hex[:6]}"
     require(session, name, holder, seconds)
+    renewer = Renewer(session.get_bind(), name, holder, seconds)
+    renewer.start()
     try:
         yield holder
     finally:
+        renewer.stop()
         session.rollback()
         release(session, name, holder)
 

@@ -3,6 +3,11 @@
 The SDK already retries connection errors and 5xx/429 answers with exponential backoff; `call`
 adds the same for timeouts of requests that are safe to repeat, and turns what is left into
 `LabelStudioUnavailable` (wait and retry later) or `LabelStudioError` (fix something first).
+
+Every wait is bounded: a connection must open within ``CONNECT_TIMEOUT`` and each answer
+start within ``READ_TIMEOUT``, and `call` tries a timed-out request again only while the
+first try began less than ``CALL_BUDGET`` ago, so a frozen server (it accepts connections
+and never answers) fails a call within about 40 s, not minutes.
 """
 
 from __future__ import annotations
@@ -29,16 +34,30 @@ class LabelStudioError(RuntimeError):
     """Label Studio answered, but refused the request (bad token, missing project, bad data)."""
 
 
-def make_client(url: str, token: str, *, timeout: float = 120.0, retries: int = 3) -> LabelStudio:
-    """A client over ``url`` with ``token`` (legacy token or personal access token)."""
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 20.0  # an import of a 500-task batch answers in a few seconds
+CALL_BUDGET = 40.0
+
+
+def make_client(url: str, token: str, *, timeout: float = READ_TIMEOUT,
+                retries: int = 2) -> LabelStudio:
+    """A client over ``url`` with ``token`` (legacy token or personal access token).
+
+    ``timeout`` bounds each read and write; opening a connection (and waiting for one from
+    the pool) is bounded by ``CONNECT_TIMEOUT``. ``retries`` are the SDK's, for connection
+    errors and 5xx/429 answers."""
     if not url:
         raise LabelStudioError("no Label Studio URL: set SHOAL_LABEL_STUDIO_URL")
     if not token:
         raise LabelStudioError("no Label Studio token: set SHOAL_LABEL_STUDIO_TOKEN")
     from label_studio_sdk import LabelStudio  # a second to import: only when a client is made
 
-    return LabelStudio(base_url=url.rstrip("/"), api_key=token, timeout=timeout,
-                       max_retries=retries)
+    connect = min(CONNECT_TIMEOUT, timeout)
+    limits = httpx.Timeout(timeout, connect=connect, pool=connect)
+    # the SDK's own timeout is one float for everything; the client's own Timeout is used
+    # when the SDK is given the client and no timeout
+    return LabelStudio(base_url=url.rstrip("/"), api_key=token, max_retries=retries,
+                       httpx_client=httpx.Client(timeout=limits, follow_redirects=True))
 
 
 def base_url(client: LabelStudio) -> str:
@@ -46,15 +65,20 @@ def base_url(client: LabelStudio) -> str:
 
 
 def call(client: LabelStudio, what: str, fn: Callable[..., T], *args: Any,
-         idempotent: bool = True, attempts: int = 3, **kwargs: Any) -> T:
-    """Run one SDK call; retry timeouts of idempotent calls with backoff; map failures."""
+         idempotent: bool = True, attempts: int = 3, budget: float = CALL_BUDGET,
+         **kwargs: Any) -> T:
+    """Run one SDK call; retry timeouts of idempotent calls with backoff while within
+    ``budget`` seconds of the first try; map failures."""
+    started = time.monotonic()
     for attempt in range(attempts):
         try:
             return fn(*args, **kwargs)
         except httpx.TimeoutException as exc:
-            if not idempotent or attempt == attempts - 1:
+            waited = time.monotonic() - started
+            if not idempotent or attempt == attempts - 1 or waited >= budget:
                 raise LabelStudioUnavailable(
-                    f"Label Studio at {base_url(client)} timed out while trying to {what}"
+                    f"Label Studio at {base_url(client)} timed out while trying to {what} "
+                    f"(no answer in {waited:.0f}s; is it overloaded or stopped?)"
                 ) from exc
             time.sleep(backoff(attempt))
         except httpx.TransportError as exc:

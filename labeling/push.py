@@ -49,7 +49,8 @@ KEYWORD = "keyword"
 BATCH_SIZE = 500
 ATTEMPTS = 3
 LEASE = "review-push"
-LEASE_SECONDS = 600.0
+# renewed every 10 s while a push runs (catalog.leases.held): a killed push frees it in 30 s
+LEASE_SECONDS = 30.0
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pipeline.cli.common import (
     print_json,
     print_table,
 )
-from pipeline.errors import UsageError
+from pipeline.errors import ServiceUnavailable, UsageError
 from pipeline.jobs.schedules import crawl_chain
 from pipeline.jobs.submit import (
     broker_configured,
@@ -149,12 +149,12 @@ def jobs_sweep(as_json: bool = JSON_OPTION) -> None:
     report = sweep().as_dict()
     if as_json:
         print_json(report)
-        return
+    else:
+        for key in ("redispatched", "failed", "cancelled", "runs_reset"):
+            console.print(f"{key.replace('_', ' ')}: {', '.join(map(str, report[key])) or '-'}",
+                          highlight=False)
     if report["skipped"]:
-        console.print(f"sweep stopped: {report['skipped']}", highlight=False)
-    for key in ("redispatched", "failed", "cancelled", "runs_reset"):
-        console.print(f"{key.replace('_', ' ')}: {', '.join(map(str, report[key])) or '-'}",
-                      highlight=False)
+        raise ServiceUnavailable(f"sweep stopped: {report['skipped']}")
 
 
 @jobs_app.command("submit")

@@ -90,7 +90,8 @@ def broker_view() -> BrokerView:
     from pipeline.jobs.broker import app
 
     with app.connection_for_write() as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0.2)
+        conn.ensure_connection(max_retries=1, interval_start=0.2, interval_step=0.2,
+                               interval_max=0.5)
         channel = conn.default_channel
         client = channel.client
         keys = {channel._q_for_pri(q, pri) for q in QUEUES for pri in channel.priority_steps}

@@ -15,6 +15,8 @@ import pytest
 import redis
 
 from catalog import db as catalog_db
+from catalog.db import session_scope
+from catalog.models import Job, JobState
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species
 
@@ -136,3 +138,13 @@ def wait_until(check: Callable[[], object], timeout: float = 90, what: str = "")
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what or check}"
         time.sleep(0.1)
+
+
+def job_row(job_id: int) -> Job:
+    with session_scope() as session:
+        return session.get_one(Job, job_id)
+
+
+def finished(job_id: int) -> Job | None:
+    job = job_row(job_id)
+    return job if job.state in JobState.FINISHED else None

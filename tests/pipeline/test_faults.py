@@ -24,6 +24,8 @@ from tests.pipeline.conftest import (
     REPO,
     Proc,
     celery_worker,
+    finished,
+    job_row,
     reset_caches,
     wait_until,
 )
@@ -132,16 +134,6 @@ def worker(spawn: Callable[..., Proc], fault_env: dict) -> Callable[..., Proc]:
         return proc
 
     return start
-
-
-def job_row(job_id: int) -> Job:
-    with session_scope() as session:
-        return session.get_one(Job, job_id)
-
-
-def finished(job_id: int) -> Job | None:
-    job = job_row(job_id)
-    return job if job.state in JobState.FINISHED else None
 
 
 def counts() -> tuple[int, int, int]:

@@ -18,6 +18,7 @@ from pipeline.cli import app
 from pipeline.jobs import submit as jobs
 from pipeline.jobs.runner import lease_name
 from pipeline.jobs.submit import add_rows
+from tests.pipeline.conftest import job_row
 
 runner = CliRunner()
 
@@ -26,11 +27,6 @@ def cli(*args: str, code: int = 0) -> str:
     result = runner.invoke(app, list(args))
     assert result.exit_code == code, result.output
     return result.output
-
-
-def row(job_id: int) -> Job:
-    with session_scope() as session:
-        return session.get_one(Job, job_id)
 
 
 def stale_rows(steps: list[tuple[str, dict]], *, state: str = JobState.QUEUED,
@@ -93,14 +89,14 @@ def test_sweep_finds_lost_jobs_and_runs_them_again(sqlite_env, fishdata: Path) -
     report = json.loads(cli("jobs", "sweep", "--json"))
     assert report == {"redispatched": [running, queued], "failed": [], "cancelled": [orphan],
                       "runs_reset": [], "skipped": None}
-    done = row(running)
+    done = job_row(running)
     assert done.state == JobState.SUCCEEDED, done.error
     assert done.attempts == 2 and done.recoveries == 1
     assert done.worker_host.startswith("in-process@")
-    assert row(follower).state == JobState.SUCCEEDED  # sent again with its chain
-    assert row(queued).state == JobState.SUCCEEDED and row(queued).recoveries == 1
-    assert row(fresh).state == JobState.QUEUED
-    assert row(orphan).message == f"upstream job {failed} is failed"
+    assert job_row(follower).state == JobState.SUCCEEDED  # sent again with its chain
+    assert job_row(queued).state == JobState.SUCCEEDED and job_row(queued).recoveries == 1
+    assert job_row(fresh).state == JobState.QUEUED
+    assert job_row(orphan).message == f"upstream job {failed} is failed"
     assert json.loads(cli("jobs", "sweep", "--json"))["redispatched"] == []
 
 
@@ -118,12 +114,12 @@ def test_sweep_gives_up_with_a_reason_and_reconciles_training_runs(sqlite_env) -
 
     out = cli("jobs", "sweep")
     assert f"failed: {lost}" in out and f"runs reset: {dead_id}, {resumable_id}" in out
-    job = row(lost)
+    job = job_row(lost)
     assert job.state == JobState.FAILED
     assert job.error.startswith("JobLost: running with no live worker (its lease lapsed ")
     assert job.error.endswith(f"sent again 3 times, giving up (`shoal jobs retry {lost}` to "
                               "try once more)")
-    assert row(after).state == JobState.CANCELLED
+    assert job_row(after).state == JobState.CANCELLED
     with session_scope() as session:
         dead_run = session.get_one(TrainingRun, dead_id)
         assert dead_run.state == JobState.FAILED

@@ -11,19 +11,9 @@ from catalog.db import session_scope
 from catalog.models import Image, ImageSource, Job, JobState
 from catalog.species import get_species
 from pipeline.jobs import submit as jobs
-from tests.pipeline.conftest import wait_until
+from tests.pipeline.conftest import finished, job_row, wait_until
 
 pytestmark = [pytest.mark.celery, pytest.mark.postgres, pytest.mark.redis]
-
-
-def job_row(job_id: int) -> Job:
-    with session_scope() as session:
-        return session.get_one(Job, job_id)
-
-
-def finished(job_id: int) -> Job | None:
-    job = job_row(job_id)
-    return job if job.state in JobState.FINISHED else None
 
 
 def test_a_job_that_raises_is_recorded_with_its_error_and_stops_its_chain(

@@ -247,20 +247,51 @@ def other_backends(database_url: str) -> Callable[[], int]:
     return terminate
 
 
-def test_terminated_database_connection_is_retried(pg_env: dict) -> None:
+def test_transient_database_errors_are_retried(pg_env: dict, tmp_path: Path) -> None:
+    """Real errors from real servers: a terminated session, a serialization failure, a busy
+    SQLite; not a constraint violation."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
     from pipeline.jobs.tasks import network_retry_in
 
-    engine = create_engine(pg_env["SHOAL_DATABASE_URL"])
+    url = pg_env["SHOAL_DATABASE_URL"]
+    engine = create_engine(url)
     with engine.connect() as conn:
         conn.execute(text("SELECT 1"))
-        other_backends(pg_env["SHOAL_DATABASE_URL"])()
-        with pytest.raises(Exception) as caught:
+        other_backends(url)()
+        with pytest.raises(OperationalError) as terminated:
             conn.execute(text("SELECT 1"))
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE probe (id int PRIMARY KEY, v int)"))
+        conn.execute(text("INSERT INTO probe VALUES (1, 0)"))
+    strict = engine.execution_options(isolation_level="REPEATABLE READ")
+    with strict.connect() as first, strict.connect() as second:
+        first.execute(text("SELECT v FROM probe WHERE id = 1"))
+        second.execute(text("UPDATE probe SET v = 2 WHERE id = 1"))
+        second.commit()
+        with pytest.raises(OperationalError) as serialization:
+            first.execute(text("UPDATE probe SET v = 3 WHERE id = 1"))
+        first.rollback()
+        with pytest.raises(IntegrityError) as duplicate:
+            first.execute(text("INSERT INTO probe VALUES (1, 0)"))
     engine.dispose()
-    assert network_retry_in(caught.value, 1) is not None, repr(caught.value)
+
+    lite = create_engine(f"sqlite:///{tmp_path / 'busy.db'}", connect_args={"timeout": 0})
+    with lite.connect() as writer, lite.connect() as other:
+        writer.execute(text("CREATE TABLE t (x int)"))
+        writer.commit()
+        writer.execute(text("INSERT INTO t VALUES (1)"))  # holds the write lock
+        with pytest.raises(OperationalError) as busy:
+            other.execute(text("INSERT INTO t VALUES (2)"))
+    lite.dispose()
+
+    for caught in (terminated, serialization, busy):
+        assert network_retry_in(caught.value, 1) is not None, repr(caught.value)
     wrapped = RuntimeError("the import failed")
-    wrapped.__cause__ = caught.value
+    wrapped.__cause__ = terminated.value
     assert network_retry_in(wrapped, 1) is not None
+    assert network_retry_in(duplicate.value, 1) is None
     assert network_retry_in(ValueError("bad input"), 1) is None
 
 

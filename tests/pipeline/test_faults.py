@@ -21,6 +21,7 @@ from catalog.models import Image, ImageSource, Job, JobState
 from pipeline.jobs import submit as jobs
 from tests.pipeline.conftest import (
     BEAT,
+    REDIS_URL,
     REPO,
     Proc,
     celery_worker,
@@ -121,7 +122,7 @@ def fault_env(pg_env: dict, own_redis: RedisServer, monkeypatch: pytest.MonkeyPa
     reset_caches()
     point_app_at(own_redis.url)
     yield env
-    point_app_at(os.environ.get("SHOAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/11"))
+    point_app_at(REDIS_URL)  # where the other tests' workers listen
 
 
 @pytest.fixture

@@ -170,11 +170,7 @@ def execute(
     """
     holder = f"{host}:{os.getpid()}:{uuid4().hex[:8]}"
     lease_s = queue_settings().job_lease_seconds
-    def start() -> JobContext | None:
-        with session_scope() as session:
-            return _start(session, job_id, host, holder, lease_s)
-
-    ctx = retrying(f"job {job_id}: start", start)
+    ctx = retrying(f"job {job_id}: start", lambda: _started(job_id, host, holder, lease_s))
     if ctx is None:
         return None
     heartbeat = Heartbeat(ctx, holder, lease_s)
@@ -196,6 +192,11 @@ def execute(
         heartbeat.stop()
     _end(job_id, holder, state=JobState.SUCCEEDED, result=result)
     return result
+
+
+def _started(job_id: int, host: str, holder: str, lease_s: int) -> JobContext | None:
+    with session_scope() as session:
+        return _start(session, job_id, host, holder, lease_s)
 
 
 def _start(
@@ -245,11 +246,9 @@ def _end(
     dropped database connection is tried again (the write is conditional, so a repeat of a
     write that did commit changes nothing)."""
 
-    def write() -> None:
-        _write_end(job_id, holder, state=state, result=result, error=error, message=message,
-                   expect=expect)
-
-    retrying(f"job {job_id}: record {state or expect}", write)
+    retrying(f"job {job_id}: record {state or expect}",
+             lambda: _write_end(job_id, holder, state=state, result=result, error=error,
+                                message=message, expect=expect))
 
 
 def _write_end(

@@ -116,3 +116,36 @@ def test_frozen_label_studio_fails_a_push_within_a_minute(review_env, label_stud
     with session_scope() as session:
         report = push_tasks(session, label_studio.client())
     assert report.pushed == len(ids)
+
+
+def test_a_push_keeps_its_short_lease_through_a_stall(review_env, label_studio, fishdata,
+                                                       monkeypatch) -> None:
+    """With a 1.5 s term, Label Studio frozen for 4 s mid-push: the push waits on its import,
+    and the renewal keeps the lease held throughout (without it, it would lapse)."""
+    import threading
+
+    from labeling import push as push_module
+
+    monkeypatch.setattr(push_module, "LEASE_SECONDS", 1.5)
+    setup(label_studio)
+    ids = add_photos(fishdata, {"hairtail": 20, "silver-pomfret": 20})
+    reports = []
+
+    def push() -> None:
+        with session_scope() as session:
+            reports.append(push_tasks(session, label_studio.client(), batch_size=2))
+
+    pushing = threading.Thread(target=push)
+    pushing.start()
+    wait_until(lambda: lease_expiry() is not None and review_rows() > 0, timeout=60,
+               what="the push to be under way")
+    left: list[float | None] = []
+    with frozen(label_studio):
+        stall_ends = time.monotonic() + 4
+        while time.monotonic() < stall_ends:
+            left.append(lease_expiry())
+            time.sleep(0.1)
+    pushing.join(timeout=60)
+    assert all(s is not None and s > 0 for s in left), left
+    [report] = reports
+    assert report.pushed == len(ids), report.as_dict()

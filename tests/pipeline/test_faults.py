@@ -103,13 +103,15 @@ def own_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisS
 
 
 def point_app_at(url: str) -> None:
-    """This process's Celery app read its broker URL once: point it (and its pools) anew."""
+    """This process's Celery app read its broker URL once: point it anew, with new pools
+    (kombu keeps them in a registry by URL: reset it, so none stays closed or stale)."""
+    from kombu import pools
+
     from pipeline.jobs.broker import app
 
     app.conf.broker_url = app.conf.result_backend = url
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 

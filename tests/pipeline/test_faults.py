@@ -227,6 +227,9 @@ def test_broker_down_at_submit_is_one_line_exit_3_and_retried_later(
     assert took < 20, f"{took:.1f}s"  # the interpreter's start included; it was 20 s of retries
     job = job_row(1)
     assert job.state == JobState.CANCELLED and job.message.startswith("broker unreachable: ")
+    swept = shoal(["jobs", "sweep", "--json"], fault_env)  # nothing can be sent: it says so
+    assert swept.returncode == 3 and swept.stderr.count("\n") == 1, swept.stderr
+    assert swept.stderr.startswith("error: sweep stopped: broker unreachable: ")
 
     own_redis.start()
     worker("w-later", queues="dedupe")

@@ -244,6 +244,7 @@ def test_limit_and_queued_job_is_not_crawled_twice(crawl_env):
 
 def test_unreachable_site_fails_with_the_error_recorded(crawl_env, monkeypatch):
     monkeypatch.setenv("SHOAL_CRAWL_SITE_INATURALIST_API", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS", "127.0.0.1:9")  # reachable, not served
     with pytest.raises(CrawlFailed) as err:
         run_crawl("mola", "inaturalist")
     row = _job(err.value.crawl_job_id)

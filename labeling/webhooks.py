@@ -161,6 +161,9 @@ class WebhookApp:
         except SQLAlchemyError as exc:  # Label Studio retries; a later pull repairs the catalog
             log.error("webhook %s: catalog error: %s", payload.get("action"), exc)
             return 503, {"error": f"catalog unavailable: {type(exc).__name__}"}
+        except Exception as exc:  # not the caller's fault: the operator needs the traceback
+            log.exception("webhook %s failed", payload.get("action"))
+            return 500, {"error": f"{type(exc).__name__}: {exc}"}
         return 200, result
 
     async def read_body(self, request: Request) -> bytes:

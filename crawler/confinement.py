@@ -43,6 +43,7 @@ class ConfinementMiddleware:
         self.allowed_private = parse_allow_list(
             crawler.settings.getlist("SHOAL_ALLOW_PRIVATE_HOSTS"))
         self.hosts: frozenset[str] = frozenset()
+        self.logged: set[tuple[str, str]] = set()  # (reason, host): one log line each
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
 
     @classmethod
@@ -61,20 +62,23 @@ class ConfinementMiddleware:
         except ValueError:
             port = None
         if url.scheme not in DEFAULT_PORTS or not host or port is None:
-            self._refuse(request, Reject.UNSUPPORTED_URL, f"cannot fetch {request.url[:200]}")
+            self._refuse(request, Reject.UNSUPPORTED_URL, f"cannot fetch {request.url[:200]}", host)
         if not host_allowed(host, self.hosts):
-            self._refuse(request, Reject.OFFSITE, f"{host} is not a host of this source")
+            self._refuse(request, Reject.OFFSITE, f"{host} is not a host of this source", host)
         address = literal_address(host) or await self._resolve(host)
         why = refusal(address, port, self.allowed_private)
         if why:
-            self._refuse(request, Reject.PRIVATE_ADDRESS, f"{host}: {why}")
+            self._refuse(request, Reject.PRIVATE_ADDRESS, f"{host}: {why}", host)
 
     async def _resolve(self, host: str) -> IPAddress:
         from twisted.internet import reactor
 
         return canonical(await maybe_deferred_to_future(reactor.resolve(host)))
 
-    def _refuse(self, request: Request, reason: str, detail: str) -> NoReturn:
+    def _refuse(self, request: Request, reason: str, detail: str, host: str) -> NoReturn:
         self.crawler.stats.inc_value(f"shoal/refused/{reason}")
-        logger.warning("refused %s: %s", request.url[:200], detail)
+        if (reason, host) not in self.logged:  # a page can name a host ten thousand times
+            self.logged.add((reason, host))
+            logger.warning("refused %s (%s; further refusals of this host are only counted)",
+                           request.url[:200], detail)
         raise RequestRefused(reason, detail)

@@ -63,6 +63,9 @@ def scrapy_settings(
         "LOG_LEVEL": crawl.log_level,
         "ITEM_PIPELINES": {PIPELINE: 300},
         "DOWNLOADER_MIDDLEWARES": DOWNLOADER_MIDDLEWARES,
+        # the confinement check and the download resolve a name once, through this cache: off,
+        # a name could resolve to a public address for the check and a private one after
+        "DNSCACHE_ENABLED": True,
         "SHOAL_ALLOW_PRIVATE_HOSTS": list(crawl.allow_private_hosts),
         "FILES_STORE": str(data_dir / "images"),
         "SHOAL_IMAGE_DIR": str(data_dir / "images"),

@@ -78,11 +78,18 @@ def test_hostile_page_cannot_send_the_crawler_elsewhere(
                                     + 1, Reject.OFFSITE: refused_images[Reject.OFFSITE]}
 
 
-def test_next_page_on_another_host_is_not_followed(
-        crawl_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    base = crawl_env.plant("confine-next", [], next_page="http://127.0.0.2.nip.example/search")
+@pytest.mark.parametrize(("next_page", "reason"), [
+    ("http://127.0.0.2.nip.example/search", Reject.OFFSITE),
+    ("file:///etc/passwd", Reject.UNSUPPORTED_URL),  # Scrapy's file handler would read it
+])
+def test_next_page_elsewhere_is_not_followed(crawl_env, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, next_page: str,
+                                              reason: str) -> None:
+    name = f"confine-next-{reason}"
+    base = crawl_env.plant(name, [], next_page=next_page)
     job = _job(run_crawl("mola", planted_shop(tmp_path, monkeypatch, "nextshop", base)))
-    assert job.stats["pages"] == 1 and job.stats["page_errors"] == {Reject.OFFSITE: 1}
+    assert job.stats["pages"] == 1 and job.stats["page_errors"] == {reason: 1}
+    assert job.stats["refused"] == {reason: 1}
 
 
 def test_loopback_is_refused_unless_allowed(
@@ -134,3 +141,17 @@ def test_address_rules_and_allow_entries():
     for bad in ["localhost", "127.0.0.1:0", "127.0.0.1:x", "[::1]:99999", "1.2.3.4/99"]:
         with pytest.raises(BadAllowEntry):
             parse_allow_list([bad])
+
+
+def test_a_bad_allow_entry_or_image_host_is_refused_with_its_text(monkeypatch, tmp_path):
+    from crawler.profiles import ProfileError, load_profile
+    from crawler.sites import CrawlSettings
+
+    monkeypatch.setenv("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS", "127.0.0.1:8080,localhost")
+    with pytest.raises(ValueError, match="'localhost'"):
+        CrawlSettings()
+    monkeypatch.setenv("SHOAL_CRAWL_PROFILE_DIRS", str(tmp_path))
+    planted_shop(tmp_path, monkeypatch, "badhosts", "http://shop.example",
+                 image_hosts=["https://cdn.example/img"])
+    with pytest.raises(ProfileError, match="host names, not URLs"):
+        load_profile("badhosts")

@@ -213,6 +213,7 @@ def _mw_imageinfo(base: str, entry: Entry, species_name: str,
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a silent client holds its thread (keep-alive connections included)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet

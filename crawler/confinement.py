@@ -65,7 +65,9 @@ class ConfinementMiddleware:
             self._refuse(request, Reject.UNSUPPORTED_URL, f"cannot fetch {request.url[:200]}", host)
         if not host_allowed(host, self.hosts):
             self._refuse(request, Reject.OFFSITE, f"{host} is not a host of this source", host)
-        address = literal_address(host) or await self._resolve(host)
+        address = literal_address(host)
+        if address is None:
+            address = await self._resolve(host)
         why = refusal(address, port, self.allowed_private)
         if why:
             self._refuse(request, Reject.PRIVATE_ADDRESS, f"{host}: {why}", host)

@@ -124,7 +124,11 @@ class WebhookApp:
         self.sessions = sessions
         self.annotators = annotators
         self.bounds = bounds
-        self.lock = threading.Lock()  # one resolution at a time: SQLite has one writer anyway
+        # one resolution at a time (SQLite has one writer anyway), on one worker thread: the
+        # lock covers callers of apply() from elsewhere, the limiter keeps waiting requests
+        # off threads
+        self.lock = threading.Lock()
+        self.limiter: anyio.CapacityLimiter | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -155,7 +159,9 @@ class WebhookApp:
             raise Refused(415, "expected Content-Type: application/json")
         payload = parse_payload(await self.read_body(request))
         try:
-            result = await anyio.to_thread.run_sync(self.apply, payload)
+            if self.limiter is None:  # made inside the event loop that uses it
+                self.limiter = anyio.CapacityLimiter(1)
+            result = await anyio.to_thread.run_sync(self.apply, payload, limiter=self.limiter)
         except (KeyError, TypeError, ValueError) as exc:
             raise Refused(422, f"payload not understood: {type(exc).__name__}: {exc}") from None
         except SQLAlchemyError as exc:  # Label Studio retries; a later pull repairs the catalog

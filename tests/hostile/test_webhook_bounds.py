@@ -213,3 +213,24 @@ def test_a_thousand_idle_connections_hold_no_threads_and_are_closed(receiver: Re
     assert status == 200 and json.loads(body) == {"ok": True}
     assert receiver.process.poll() is None
     no_traceback(receiver)
+
+
+def test_a_well_formed_call_is_served_and_keep_alive_still_works(receiver: Receiver) -> None:
+    one = post(b'{"action": "PROJECT_UPDATED"}').replace(b"Connection: close", b"Connection: "
+                                                          b"keep-alive")
+    with receiver.connect() as sock:
+        for _ in range(3):  # three requests on one connection, each well within the deadline
+            sock.sendall(one)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            length = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+            body = head.partition(b"\r\n\r\n")[2]
+            while len(body) < length:
+                body += sock.recv(4096)
+            assert json.loads(body) == {"action": "PROJECT_UPDATED", "ignored": True}
+            time.sleep(TIMEOUT / 2)
+        # then silent: the receiver hangs up once the next request's header time is up
+        sock.settimeout(TIMEOUT * 3)
+        assert sock.recv(1) == b""

@@ -122,6 +122,7 @@ def test_each_source_names_its_hosts_and_an_override_adds_its_own(monkeypatch):
     assert not host_allowed("wikimedia.org", hosts)
     assert not host_allowed("upload.wikimedia.org.evil.example", hosts)
     assert not host_allowed("", hosts)
+    assert host_allowed("media.any-publisher.example", frozenset({"api.gbif.org", "*"}))
 
 
 def test_address_rules_and_allow_entries():

@@ -38,6 +38,9 @@ class Reject:
     NETWORK_ERROR = "network_error"
     REDIRECT_LOOP = "redirect_loop"
     TIMEOUT = "timeout"
+    OFFSITE = "offsite"  # a host that is not one of the source's
+    PRIVATE_ADDRESS = "private_address"  # resolves to loopback, private, link-local, ...
+    UNSUPPORTED_URL = "unsupported_url"  # not http(s), or no usable host or port
 
 
 class ImageRejected(Exception):

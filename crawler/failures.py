@@ -20,6 +20,15 @@ from twisted.python.failure import Failure
 from catalog.imaging import Reject
 
 
+class RequestRefused(IgnoreRequest):
+    """A request the crawler would not send (``crawler.confinement``), with its reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"refused ({reason}): {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
 @dataclass(frozen=True)
 class UrlFailure:
     reason: str
@@ -43,6 +52,8 @@ def classify(error: BaseException | Failure) -> UrlFailure:
     if isinstance(exc, HttpError):
         status = exc.response.status
         return UrlFailure(Reject.HTTP_ERROR, f"HTTP {status}", status)
+    if isinstance(exc, RequestRefused):
+        return UrlFailure(exc.reason, exc.detail)
     if isinstance(exc, IgnoreRequest):
         if "robots.txt" in text:
             return UrlFailure(Reject.ROBOTS_DISALLOWED, text)

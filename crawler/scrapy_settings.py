@@ -11,6 +11,13 @@ from catalog.imaging import Limits
 from crawler.sites import CrawlSettings
 
 PIPELINE = "crawler.pipelines.CatalogPipeline"
+DOWNLOADER_MIDDLEWARES = {
+    # first of all: nothing is sent (not even robots.txt) to a host outside the source's own
+    "crawler.confinement.ConfinementMiddleware": 40,
+    # robots.txt checked for concurrent requests too (crawler/robots.py: the upstream bug)
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.robots.RobotsTxtMiddleware": 100,
+}
 MONITORS = {
     "SPIDERMON_ENABLED": True,
     "EXTENSIONS": {"spidermon.contrib.scrapy.extensions.Spidermon": 500},
@@ -55,6 +62,11 @@ def scrapy_settings(
         "REMOTE_CONTROL_ENABLED": False,
         "LOG_LEVEL": crawl.log_level,
         "ITEM_PIPELINES": {PIPELINE: 300},
+        "DOWNLOADER_MIDDLEWARES": DOWNLOADER_MIDDLEWARES,
+        # the confinement check and the download resolve a name once, through this cache: off,
+        # a name could resolve to a public address for the check and a private one after
+        "DNSCACHE_ENABLED": True,
+        "SHOAL_ALLOW_PRIVATE_HOSTS": list(crawl.allow_private_hosts),
         "FILES_STORE": str(data_dir / "images"),
         "SHOAL_IMAGE_DIR": str(data_dir / "images"),
         "SHOAL_DATABASE_URL": database_url,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from crawler.addresses import parse_allow_entry
 
 USER_AGENT = (
     "Shoal/0.1 (fish-species image dataset crawler; respects robots.txt; "
@@ -44,6 +47,20 @@ class CrawlSettings(BaseSettings):
     httpcache: bool = Field(False, description="keep an HTTP cache under <data dir>/http-cache")
     ingest_workers: int = Field(0, description="processes normalising images; 0: CPU count")
     log_level: str = Field("INFO", description="Scrapy log level in the crawl log")
+    allow_private_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated ADDR[:PORT], [IPv6]:PORT, ADDR/BITS or *: non-public "
+                    "addresses the crawler may fetch from (tests and the demo: their local site)")
+
+    @field_validator("allow_private_hosts", mode="before")
+    @classmethod
+    def _split_entries(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in value.replace(" ", ",").split(",") if part]
+        if isinstance(value, list):
+            for entry in value:
+                parse_allow_entry(str(entry))  # a bad entry fails here, with its text
+        return value
 
 
 def get_crawl_settings() -> CrawlSettings:

@@ -36,6 +36,7 @@ def summarise(stats: dict[str, Any]) -> dict[str, Any]:
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
         "skipped": _prefixed(stats, "shoal/skipped/"),  # dropped by the spider (Drop)
+        "refused": _prefixed(stats, "shoal/refused/"),  # requests never sent, by reason
         "articles_without_picture": int(stats.get("shoal/articles_without_picture", 0)),
         "warnings": [str(v) for _k, v in sorted(stats.items())
                      if _k.startswith("shoal/warnings/")],

@@ -100,6 +100,14 @@ class Profile(BaseModel):
             raise ValueError("search_url must contain {keyword}")
         return value
 
+    @field_validator("image_hosts")
+    @classmethod
+    def _bare_hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not host.strip() or any(c in host for c in "/@?# "):
+                raise ValueError(f"image_hosts takes host names, not URLs: {host!r}")
+        return value
+
     @property
     def site_key(self) -> str:
         return self.name if self.kind == "encyclopedia" else f"shop_{self.name}"

@@ -32,6 +32,9 @@ class ShoalSpider(scrapy.Spider):
     # hosts this source fetches from (pages and images); None: any public host (GBIF media
     # live on their publishers' servers). Read by the host-confinement middleware.
     hosts: tuple[str, ...] | None = ()
+    # the sites it talks to (keys of site_url): their configured hosts (a SHOAL_CRAWL_SITE_*
+    # override, e.g. a mirror or the local test site) are allowed besides ``hosts``
+    site_keys: tuple[str, ...] = ()
 
     def __init__(self, species: dict[str, Any], limit: int | None = None,
                  max_starts: int | None = None, **kwargs: Any) -> None:

@@ -29,6 +29,7 @@ from crawler.taxonomy import FISH_CLASSES, match_url, parse_match
 
 class GbifSpider(ShoalSpider):
     name = "gbif"
+    site_keys = ("gbif_api",)
     languages = ("la",)
     per_page = 100
     hosts = None  # media identifiers live on each publisher's own server

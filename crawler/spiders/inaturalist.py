@@ -52,6 +52,7 @@ def larger_photo_url(url: str, size: str = "large") -> str:
 
 class INaturalistSpider(ShoalSpider):
     name = "inaturalist"
+    site_keys = ("inaturalist_api",)
     languages = ("la",)
     per_page = 200
     hosts = ("api.inaturalist.org", "www.inaturalist.org", "static.inaturalist.org",

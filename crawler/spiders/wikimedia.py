@@ -87,6 +87,7 @@ def is_still_image(info: dict[str, Any], title: str) -> bool:
 
 class WikimediaSpider(ShoalSpider):
     name = "wikimedia"
+    site_keys = (*WIKIS, "commons")
     commons_batch = 50
     hosts = ("en.wikipedia.org", "zh.wikipedia.org", "commons.wikimedia.org",
              "upload.wikimedia.org")

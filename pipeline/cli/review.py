@@ -19,7 +19,7 @@ from labeling.pull import pull_annotations
 from labeling.push import ORDERS, push_tasks
 from labeling.record import Annotators
 from labeling.status import SPECIES_COLUMNS, review_status
-from labeling.webhooks import WebhookServer
+from labeling.webhooks import Bounds, WebhookServer
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -129,6 +129,11 @@ def pull_cmd(as_json: bool = JSON_OPTION) -> None:
 def serve_webhooks_cmd(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8765, help="Port to listen on (0: any free port)."),
+    timeout: float = typer.Option(Bounds.timeout, min=0.1,
+                                  help="Seconds a client has for a request's headers, and again "
+                                       "for its body."),
+    max_connections: int = typer.Option(Bounds.max_connections, min=1,
+                                        help="Open connections before answering 503."),
 ) -> None:
     """Receive Label Studio webhooks (shared secret in X-Shoal-Webhook-Secret) until Ctrl-C."""
     settings = get_settings()
@@ -136,8 +141,12 @@ def serve_webhooks_cmd(
         raise UsageError("set SHOAL_WEBHOOK_SECRET: the endpoint refuses unsigned calls")
     check_migrated()
     client = client_from_settings() if settings.label_studio_url else None
-    server = WebhookServer((host, port), settings.webhook_secret.get_secret_value(),
-                           session_scope, Annotators(client))
+    try:
+        server = WebhookServer((host, port), settings.webhook_secret.get_secret_value(),
+                               session_scope, Annotators(client),
+                               Bounds(timeout=timeout, max_connections=max_connections))
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     console.print(f"listening on {server.url} (Ctrl-C stops)")
     try:
         server.serve_forever()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -27,6 +29,13 @@ def _species(folder: str) -> SpeciesSpec:
     latin = WEB20_LATIN[folder]
     return SpeciesSpec(slug=SLUGS[folder], latin_name=latin, name_en=f"{folder} fish",
                        keywords={"la": [latin], "en": [f"{folder} fish"]})
+
+
+def allow_local(monkeypatch: pytest.MonkeyPatch, *urls: str) -> None:
+    """Let the crawler reach these loopback servers too (SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS)."""
+    entries = [e for e in os.environ.get("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS", "").split(",") if e]
+    entries += [urlsplit(url).netloc for url in urls]
+    monkeypatch.setenv("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS", ",".join(entries))
 
 
 def point_at(site: TestSite, monkeypatch: pytest.MonkeyPatch) -> None:

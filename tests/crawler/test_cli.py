@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from catalog.db import session_scope
 from catalog.models import Species
 from pipeline.cli import app
+from tests.crawler.conftest import allow_local
 
 runner = CliRunner()
 
@@ -30,6 +31,7 @@ def test_crawl_all_active_species_with_limit_as_json(crawl_env):
 
 def test_crawl_failure_is_reported_with_exit_code(crawl_env, monkeypatch):
     monkeypatch.setenv("SHOAL_CRAWL_SITE_BAIKE", "http://127.0.0.1:9/baike")
+    allow_local(monkeypatch, "http://127.0.0.1:9")  # reachable, not served
     result = runner.invoke(app, ["crawl", "--species", "mola", "--source", "baike"])
     assert result.exit_code == 1
     assert "1 crawls" in result.output  # the summary table, then the error

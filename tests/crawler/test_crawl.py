@@ -16,6 +16,7 @@ from catalog.settings import get_settings
 from crawler.crawl_process import state_dir
 from crawler.runner import CrawlFailed, run_crawl
 from pipeline.demo.site.hostile import hostile_files
+from tests.crawler.conftest import allow_local
 
 NETWORK_REASONS = {
     "/net/404.jpg": Reject.HTTP_ERROR,
@@ -163,6 +164,7 @@ def test_a_crawl_whose_pages_yield_nothing_ends_with_a_warning(crawl_env, record
     page = (recordings / "baike" / "zhxieml__httpbaike.baidu.com.html").read_bytes()
     with serving(page) as base:
         monkeypatch.setenv("SHOAL_CRAWL_SITE_BAIKE", base)
+        allow_local(monkeypatch, base)
         row = _job(run_crawl("mola", "baike"))
         assert row.state == JobState.SUCCEEDED and row.error is None
         assert "pages yielded no image" in row.warning
@@ -205,6 +207,7 @@ def test_sources_check_reports_parse_health(crawl_env, recordings, monkeypatch):
     with serving(page) as base:
         monkeypatch.setenv("SHOAL_CRAWL_SITE_BAIKE", base)
         monkeypatch.setenv("SHOAL_CRAWL_SITE_INATURALIST_API", "http://127.0.0.1:9/v1")
+        allow_local(monkeypatch, base, "http://127.0.0.1:9")  # reachable, 9 not served
         sick = runner.invoke(app, ["sources", "check", "--species", "mola", "--source", "baike",
                                    "--source", "inaturalist", "--json"])
     assert sick.exit_code == 1
@@ -244,6 +247,7 @@ def test_limit_and_queued_job_is_not_crawled_twice(crawl_env):
 
 def test_unreachable_site_fails_with_the_error_recorded(crawl_env, monkeypatch):
     monkeypatch.setenv("SHOAL_CRAWL_SITE_INATURALIST_API", "http://127.0.0.1:9/v1")
+    allow_local(monkeypatch, "http://127.0.0.1:9")  # reachable, not served
     with pytest.raises(CrawlFailed) as err:
         run_crawl("mola", "inaturalist")
     row = _job(err.value.crawl_job_id)

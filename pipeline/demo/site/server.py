@@ -24,6 +24,10 @@ every photo of that folder is then answered by every source, each under its own 
 - ``/shop/search?q=NAME&page=N``: paged results whose images use ``srcset``, lazy ``data-src``
   and ``data-srcset`` (the small size in ``src``, the large one in the lazy attributes); every
   other product link is a click-tracking redirect ``/shop/click?url=…``.
+- ``/planted/NAME/search``: a shop-shaped results page whose image and next-page URLs the test
+  planted (``TestSite.plant``): URLs on other hosts, for the crawler's confinement tests;
+  ``/net/redirect?to=URL`` redirects anywhere (an open redirect).
+- every request is logged as (Host header, path) in ``TestSite.log``.
 - ``/robots.txt`` disallows ``/private/``. The first shop page of a known species also lists the
   hostile files (``pipeline.demo.site.hostile``) and the network-level ones: a 404, a redirect
   loop, a slow response (bounded), a download larger than the size cap and a robots-disallowed
@@ -133,6 +137,14 @@ def _reencode(raw: bytes, side: int | None, quality: int) -> bytes:
     return out.getvalue()
 
 
+@dataclass(frozen=True)
+class Planted:
+    """A results page of given image URLs (and a next-page URL), on any host."""
+
+    images: tuple[str, ...]
+    next_page: str | None = None
+
+
 class Site:
     """What the handler serves; shared by all request threads."""
 
@@ -144,6 +156,8 @@ class Site:
         self._lock = threading.Lock()
         self._made: dict[tuple[int, str], bytes] = {}
         self.requests = 0
+        self.log: list[tuple[str, str]] = []  # (Host header, path), in arrival order
+        self.planted: dict[str, Planted] = {}
 
     def photo_bytes(self, entry: Entry, size: str = "full") -> bytes:
         raw = entry.path.read_bytes()
@@ -199,6 +213,7 @@ def _mw_imageinfo(base: str, entry: Entry, species_name: str,
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    timeout = 30  # seconds a silent client holds its thread (keep-alive connections included)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
@@ -237,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         self.site.requests += 1
+        self.site.log.append((self.headers.get("Host", ""), self.path))
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -290,6 +306,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, hostile_files()["tracking-pixel.gif"][0], "image/gif")
         elif m := re.fullmatch(r"/hostile/([\w.-]+)", path):
             self.hostile(m.group(1))
+        elif m := re.fullmatch(r"/planted/([\w-]+)/search", path):
+            self.planted(m.group(1))
+        elif path == "/net/redirect":
+            self.send(302, b"", headers={"Location": q.get("to", "/")})
         elif path.startswith(("/net/", "/private/")):
             self.network_case(path)
         else:
@@ -530,9 +550,20 @@ class Handler(BaseHTTPRequestHandler):
                 f"Fresh <b>{html.escape(self.site.photos.names[e.species])}</b> #{e.id}</a>"
                 f"{img}</li>")
 
+    def planted(self, name: str) -> None:
+        page = self.site.planted.get(name)
+        if page is None:
+            self.not_found()
+            return
+        items = "".join(self.product_raw(url, f"planted {i}") for i, url in enumerate(page.images))
+        nxt = (f"<a class='next' href='{html.escape(page.next_page)}'>Next</a>"
+               if page.next_page else "")
+        self.send(200, _page(f"Planted: {name}",
+                             f"<ul class='results'>{items}</ul><div class='pager'>{nxt}</div>"))
+
     def product_raw(self, url: str, title: str) -> str:
         return (f"<li class='product'><a class='title' href='/shop/item/0'>{html.escape(title)}"
-                f"</a><img src='{url}'></li>")
+                f"</a><img src='{html.escape(url)}'></li>")
 
     # --- hostile ------------------------------------------------------------------------------
     def hostile(self, name: str) -> None:
@@ -602,7 +633,8 @@ class TestSite:
     def env(self) -> dict[str, str]:
         """``SHOAL_CRAWL_SITE_*`` overrides that point every spider (and profile) here, and the
         loopback tuning that makes a crawl of it quick and deterministic: no AutoThrottle, no
-        retries, and a download timeout shorter than the slow response."""
+        retries, a download timeout shorter than the slow response, and this site's own
+        loopback address and port (only that) allowed to the crawler."""
         b = self.base_url
         sites = {"wikipedia_en": f"{b}/wiki/en", "wikipedia_zh": f"{b}/wiki/zh",
                  "commons": f"{b}/commons", "inaturalist_api": f"{b}/inat/v1",
@@ -610,8 +642,23 @@ class TestSite:
                  "baike": f"{b}/baike", "shop_market": f"{b}/shop"}
         env = {site_env_name(k): v for k, v in sites.items()}
         env.update(SHOAL_CRAWL_AUTOTHROTTLE="0", SHOAL_CRAWL_RETRY_TIMES="0",
-                   SHOAL_CRAWL_DOWNLOAD_TIMEOUT=str(max(1.0, self.site.slow_seconds / 2)))
+                   SHOAL_CRAWL_DOWNLOAD_TIMEOUT=str(max(1.0, self.site.slow_seconds / 2)),
+                   SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS=self.address)
         return env
+
+    @property
+    def address(self) -> str:
+        """``ADDR:PORT`` of this site, as ``SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS`` takes it."""
+        return urlsplit(self.base_url).netloc
+
+    def plant(self, name: str, images: list[str], next_page: str | None = None) -> str:
+        """Serve ``images`` (and ``next_page``) at ``/planted/NAME/search``; its base URL."""
+        self.site.planted[name] = Planted(tuple(images), next_page)
+        return f"{self.base_url}/planted/{name}"
+
+    def requested(self, prefix: str = "/") -> list[tuple[str, str]]:
+        """The (Host, path) of every request for a path starting with ``prefix``."""
+        return [(host, path) for host, path in list(self.site.log) if path.startswith(prefix)]
 
     @property
     def photos(self) -> Photos:

@@ -251,7 +251,7 @@ class DuplicateLink(Base):
     canonical_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id"), index=True)
     distance: Mapped[int] = mapped_column(Integer)
-    method: Mapped[str] = mapped_column(String(16))  # "pixels" | "phash"
+    method: Mapped[str] = mapped_column(String(16))  # "pixels" | "phash" | "features"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

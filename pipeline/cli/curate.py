@@ -20,6 +20,7 @@ from pipeline.cli.common import (
     progress_bar,
 )
 from pipeline.curate.label_issues import DEFAULT_FOLDS
+from pipeline.errors import ShoalError
 
 curate_app = typer.Typer(cls=ShoalGroup, invoke_without_command=True,
                          help="The model's first pass: label issues, not a fish, bad images, "
@@ -116,14 +117,11 @@ def predict_cmd(
     with catalog_session():
         pass  # a clear error before a job is queued on an unmigrated catalog
     job = submit("predict", args)
-    if as_json:
-        print_json({"job": job.id, "state": job.state, "result": job.result,
-                    "error": job.error})
-        return
     if job.state == "failed":
-        from pipeline.errors import ShoalError
-
         raise ShoalError(f"predict job {job.id} failed: {job.error}")
+    if as_json:
+        print_json({"job": job.id, "state": job.state, "result": job.result})
+        return
     if job.result:
         r = job.result
         console.print(f"run {run}: {r['predicted']} of {r['selected']} images scored (top "

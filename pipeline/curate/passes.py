@@ -32,7 +32,7 @@ from pipeline.curate.label_issues import (
 )
 from pipeline.curate.outliers import K, outliers
 from pipeline.curate.pool import Pool, load_pool
-from pipeline.curate.quality import quality_flags
+from pipeline.curate.quality import NOTED_ONLY, quality_flags
 from pipeline.dedupe.grouping import FEATURES, link_pairs
 from pipeline.errors import UsageError
 
@@ -184,7 +184,8 @@ def curate(session: Session, opts: CurateOptions | None = None,
             reasons.append(NOT_A_FISH)
             score = max(score, float(odd_score[i]))
             suggested = NOT_A_FISH_CHOICE
-        bad = quality.reasons[i] if quality else []
+        flags = quality.reasons[i] if quality else []
+        bad = [f for f in flags if f not in NOTED_ONLY]
         if bad:
             reasons += bad
             score = max(score, QUALITY_SCORE)
@@ -192,7 +193,7 @@ def curate(session: Session, opts: CurateOptions | None = None,
                 suggested = BAD_IMAGE_CHOICE
         details: dict[str, Any] = {
             "fold": int(oof.folds[i]), "outlier_z": round(float(odd.z[i]), 3),
-            "imagenet_fish": round(float(fish[i]), 4)}
+            "imagenet_fish": round(float(fish[i]), 4), "quality_flags": flags}
         if not oof.judged[i]:
             details["label"] = "not judged: its species has fewer than 2 images in the pool"
         suspicions.append(ImageSuspicion(

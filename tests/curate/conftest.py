@@ -22,6 +22,7 @@ from catalog.store import ImageStore
 from pipeline.curate.passes import CurateOptions
 from pipeline.dedupe.grouping import run_dedupe
 from pipeline.importer import import_files
+from tests.labeling.conftest import label_studio, review_env  # noqa: F401
 
 SPECIES = {"baim": "Baim", "hilsa": "Hilsa", "koi": "Koi", "tilapia": "Tilapia"}
 PER_CLASS = 8
@@ -70,3 +71,14 @@ def catalog(sqlite_env: Settings, fishdata: Path, tmp_path: Path,
 
 def species_id(session, slug: str) -> int:
     return session.scalar(select(Species.id).where(Species.slug == slug))
+
+
+@pytest.fixture
+def review_catalog(
+    review_env: Settings,  # noqa: F811
+    fishdata: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[CurateCatalog]:
+    """The same catalog, in a data dir a real Label Studio serves."""
+    yield build_catalog(fishdata, tmp_path, monkeypatch)

@@ -151,3 +151,16 @@ def test_scores_of_an_earlier_run_survive_a_new_one(catalog, fishdata):
         assert session.scalar(select(func.count()).select_from(ImageSuspicion)
                               .where(ImageSuspicion.run_id == first.run_id)) == n_first
         assert second.pool == first.pool + 3
+
+
+def test_the_cli_refuses_a_pool_too_small_in_one_line(catalog):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, ["curate", "--folds", "40", "--json"])
+    assert result.exit_code == 2
+    assert "too few for 40-fold" in result.output and "--folds" in result.output
+    assert "Traceback" not in result.output
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(CurationRun)) == 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +40,8 @@ def quality_flags(paths: Sequence[Path], n_jobs: int = 1) -> QualityFlags:
     from cleanvision import Imagelab
 
     logging.getLogger("cleanvision").setLevel(logging.WARNING)
-    with open(os.devnull, "w") as quiet, redirect_stdout(quiet):  # it prints progress
+    with open(os.devnull, "w") as quiet, redirect_stdout(quiet), redirect_stderr(quiet):
+        # it prints progress bars
         lab = Imagelab(filepaths=[str(p) for p in paths], verbose=False)
         lab.find_issues({name: {} for name in ISSUES}, n_jobs=n_jobs, verbose=False)
     frame = lab.issues.reindex([str(p) for p in paths])

@@ -3,7 +3,8 @@
 The pool is cut into k folds by split key (``catalog.splits.fold_of``), so the copies of a
 duplicate group share a fold; a logistic head is fit on the cached backbone features of the
 other k-1 folds and predicts the held-out one. cleanlab reads those out-of-fold probabilities
-(confident learning: ``find_label_issues``; ``get_label_quality_scores``).
+(confident learning: ``find_label_issues`` estimates the number of label errors and flags
+that many of the lowest label quality; ``get_label_quality_scores``).
 """
 
 from __future__ import annotations
@@ -115,7 +116,9 @@ def score_labels(oof: OutOfFold, labels: Sequence[str]) -> LabelScores:
         probs = oof.probs[rows]
         # cleanlab wants every class seen; judged classes have >= MIN_PER_CLASS images each
         quality[rows] = get_label_quality_scores(y[rows], probs, method="self_confidence")
-        issue[rows] = find_label_issues(y[rows], probs, filter_by="prune_by_noise_rate")
+        # cleanlab estimates how many labels are wrong (confident joint) and flags that many
+        # of the lowest self-confidence: the flagged set is the head of the score order
+        issue[rows] = find_label_issues(y[rows], probs, filter_by="low_self_confidence")
         given_p[rows] = probs[np.arange(len(rows)), y[rows]]
     top = oof.probs.argmax(1)
     suggested = [oof.classes[t] if oof.judged[i] or oof.probs[i].any() else None

@@ -117,8 +117,9 @@ def predict_cmd(
     with catalog_session():
         pass  # a clear error before a job is queued on an unmigrated catalog
     job = submit("predict", args)
-    if job.state == "failed":
-        raise ShoalError(f"predict job {job.id} failed: {job.error}")
+    if job.state == "failed":  # the error's first line; `shoal jobs show` has the traceback
+        reason = (job.error or "").strip().splitlines()[0] if job.error else "unknown"
+        raise ShoalError(f"predict job {job.id} failed: {reason}")
     if as_json:
         print_json({"job": job.id, "state": job.state, "result": job.result})
         return

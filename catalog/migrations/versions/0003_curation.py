@@ -1,7 +1,7 @@
 """curation: suspicions, top-k predictions, model decisions
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01 09:01:40.840409
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

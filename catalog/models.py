@@ -253,7 +253,7 @@ class DuplicateLink(Base):
     canonical_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("duplicate_groups.id"), index=True)
     distance: Mapped[int] = mapped_column(Integer)
-    method: Mapped[str] = mapped_column(String(16))  # "pixels" | "phash"
+    method: Mapped[str] = mapped_column(String(16))  # "pixels" | "phash" | "features"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -302,7 +302,10 @@ class ReviewDecision(Base):
     agreement: Mapped[float | None] = mapped_column(Float)
     n_annotations: Mapped[int] = mapped_column(Integer, default=0)
     annotators: Mapped[list[Any]] = mapped_column(default=list)
-    source: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))  # pull | webhook | model
+    # a decision the model took (auto-accept): the curation run and its out-of-fold probability
+    curation_run_id: Mapped[int | None] = mapped_column(ForeignKey("curation_runs.id"))
+    model_probability: Mapped[float | None] = mapped_column(Float)
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -405,6 +408,8 @@ class ImagePrediction(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
     label: Mapped[str] = mapped_column(String(64))
     confidence: Mapped[float] = mapped_column(Float)
+    # the run's k most probable species, most probable first: [{"label", "probability"}, ...]
+    top_k: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -418,3 +423,45 @@ class RunPromotion(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CurationRun(Base):
+    """One pass of the model over the pool (``shoal curate``): what it read and what it found.
+
+    ``input_sha256`` hashes the pool (each image's sha256, given label and split key) and the
+    parameters: a second pass over the same input finds this row and writes nothing."""
+
+    __tablename__ = "curation_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    input_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    model_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    gallery_path: Mapped[str | None] = mapped_column(String(1024))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ImageSuspicion(Base):
+    """A curation run's view of one image: how doubtful it is, why, and what it suggests.
+
+    Every image of the run's pool has a row (``suspect`` false when nothing was found), so
+    review can order by ``score`` and auto-accept can read ``given_probability``."""
+
+    __tablename__ = "image_suspicions"
+    __table_args__ = (UniqueConstraint("run_id", "image_id"),
+                      Index("ix_image_suspicions_run_suspect", "run_id", "suspect"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("curation_runs.id"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    suspect: Mapped[bool] = mapped_column(Boolean, default=False)
+    score: Mapped[float] = mapped_column(Float)  # 0 (nothing doubtful) .. 1 (surely wrong)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)  # label | not_a_fish | copy | ...
+    given_label: Mapped[str | None] = mapped_column(String(64))
+    suggested_label: Mapped[str | None] = mapped_column(String(64))
+    suggested_probability: Mapped[float | None] = mapped_column(Float)
+    # out-of-fold probability of the given label (the image's own fold never saw it)
+    given_probability: Mapped[float | None] = mapped_column(Float)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -115,3 +115,12 @@ def plan_splits(
             promoted.append(key)
             break
     return SplitPlan(splits, promoted)
+
+
+def fold_of(key: str, k: int) -> int:
+    """The cross-validation fold of a split key, 0..k-1: a pure function of the key like the
+    split, so the copies of a duplicate group always share a fold. It reads bytes 8..15 of
+    sha256(key), which ``fraction`` does not, so the folds are independent of train/val."""
+    if k < 2:
+        raise ValueError(f"k-fold needs k >= 2, not {k}")
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[8:16], "big") % k

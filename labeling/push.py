@@ -27,6 +27,7 @@ from catalog.models import (
     ImagePrediction,
     ImageSource,
     ImageStatus,
+    ImageSuspicion,
     JobState,
     ReviewTask,
     Species,
@@ -35,6 +36,7 @@ from catalog.models import (
 )
 from catalog.settings import get_settings
 from catalog.species import UnknownSpecies
+from labeling.autoaccept import AutoAcceptReport, auto_accept, latest_curation_run
 from labeling.client import LabelStudioError, LabelStudioUnavailable, backoff, call
 from labeling.config import VERDICTS, choice_result
 from labeling.project import require_project
@@ -42,7 +44,7 @@ from labeling.project import require_project
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
 
-ORDERS = ("oldest", "random", "uncertainty")
+ORDERS = ("suspicion", "uncertainty", "oldest", "random")
 PUSHING = "pushing"
 OPEN = "pending"  # in Label Studio, not decided yet (the column's default)
 KEYWORD = "keyword"
@@ -75,9 +77,11 @@ class PushReport:
     requeued: int = 0
     sources: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    auto_accepted: AutoAcceptReport | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {"project_id": self.project_id, "order": self.order,
+                "auto_accepted": self.auto_accepted.as_dict() if self.auto_accepted else None,
                 "candidates": self.candidates, "pushed": self.pushed,
                 "requests": self.requests, "reconciled": self.reconciled,
                 "requeued": self.requeued, "prediction_sources": dict(self.sources),
@@ -90,11 +94,15 @@ def push_tasks(
     *,
     species: list[str] | str | None = None,
     limit: int | None = None,
-    order: str = "oldest",
+    order: str | None = None,
     batch_size: int = BATCH_SIZE,
     project_id: int | None = None,
+    auto_accept_at: float | None = None,
 ) -> PushReport:
-    """Push unique, never-pushed images; commits after every step (see the module doc)."""
+    """Push unique, never-pushed images; commits after every step (see the module doc).
+    ``order`` None: suspects first once a curation run exists, else the oldest first.
+    ``auto_accept_at`` P: first let the model approve what it is sure of (labeling.autoaccept)."""
+    order = order or default_order(session)
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, not {order!r}")
     started = time.perf_counter()
@@ -103,6 +111,9 @@ def push_tasks(
     ttl = LEASE_SECONDS
     with leases.held(session, LEASE, ttl) as holder:
         report.reconciled, report.requeued = reconcile(session, client, project_id)
+        if auto_accept_at is not None:
+            report.auto_accepted = auto_accept(session, auto_accept_at)
+            session.commit()
         candidates = select_candidates(session, species, limit, order)
         report.candidates = len(candidates)
         prefix = image_url_prefix()
@@ -115,6 +126,10 @@ def push_tasks(
 
 
 # --- what to push ---------------------------------------------------------------------------
+def default_order(session: Session) -> str:
+    return "suspicion" if latest_curation_run(session) is not None else "oldest"
+
+
 def latest_model_run(session: Session) -> int | None:
     """The latest successful training run, when it has predictions to offer."""
     run_id = session.scalar(
@@ -147,12 +162,17 @@ def candidate_query(session: Session, species: list[str] | None, order: str) -> 
     keyword_score = func.coalesce(scores.c.score, 1.0)
     pred = (select(ImagePrediction.image_id, ImagePrediction.label, ImagePrediction.confidence)
             .where(ImagePrediction.run_id == (run_id or -1)).subquery())
+    sus = (select(ImageSuspicion.image_id, ImageSuspicion.suspect, ImageSuspicion.score,
+                  ImageSuspicion.suggested_label, ImageSuspicion.suggested_probability)
+           .where(ImageSuspicion.run_id == (latest_curation_run(session) or -1)).subquery())
     query = (
         select(Image.id, Image.sha256, Image.path, Species.slug, pred.c.label,
-               pred.c.confidence, keyword_score)
+               pred.c.confidence, keyword_score, sus.c.suspect, sus.c.suggested_label,
+               sus.c.suggested_probability)
         .outerjoin(Species, Species.id == Image.expected_species_id)
         .outerjoin(scores, scores.c.image_id == Image.id)
         .outerjoin(pred, pred.c.image_id == Image.id)
+        .outerjoin(sus, sus.c.image_id == Image.id)
         .where(Image.status == ImageStatus.UNIQUE, Image.path.is_not(None),
                ~exists().where(ReviewTask.image_id == Image.id))
     )
@@ -160,6 +180,9 @@ def candidate_query(session: Session, species: list[str] | None, order: str) -> 
         query = query.where(Species.slug.in_(species))
     if order == "random":
         return query.order_by(func.random())
+    if order == "suspicion":  # suspects first, most doubtful first; then by doubt
+        return query.order_by(func.coalesce(sus.c.suspect, False).desc(),
+                              func.coalesce(sus.c.score, 0.0).desc(), Image.id)
     if order == "uncertainty":
         return query.order_by(pred.c.confidence.is_(None), pred.c.confidence, keyword_score,
                               Image.id)
@@ -178,9 +201,15 @@ def select_candidates(session: Session, species: list[str] | str | None, limit: 
     if limit is not None:
         query = query.limit(limit)
     run_id = latest_model_run(session)
+    curation = latest_curation_run(session)
     out = []
-    for image_id, sha, path, expected, label, confidence, kw_score in session.execute(query):
-        if label is not None and (label in known or label in VERDICTS):
+    for (image_id, sha, path, expected, label, confidence, kw_score, suspect, suggested,
+         suggested_p) in session.execute(query):
+        if suspect and suggested is not None and (suggested in known or suggested in VERDICTS):
+            # a suspect goes with what the first pass suggests (the species, or a verdict)
+            out.append(Candidate(image_id, sha, path, expected, suggested,
+                                 round(float(suggested_p or 0.0), 4), f"curate-{curation}"))
+        elif label is not None and (label in known or label in VERDICTS):
             out.append(Candidate(image_id, sha, path, expected, label, float(confidence),
                                  f"run-{run_id}"))
         else:

@@ -9,15 +9,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.models import Annotation, Image, ReviewTask, Species
+from labeling.autoaccept import model_decisions
 from labeling.push import PUSHING
 from labeling.resolve import APPROVED, REJECT, REJECTED, vote_key
 
-SPECIES_COLUMNS = ("pushed", "annotated", "approved", "rejected", "relabelled", "pending")
+SPECIES_COLUMNS = ("pushed", "annotated", "approved", "auto_accepted", "rejected", "relabelled",
+                   "pending")
 
 
 def review_status(session: Session) -> dict[str, Any]:
     tasks = session.execute(
-        select(ReviewTask.id, ReviewTask.state, ReviewTask.decided_label, Species.slug)
+        select(ReviewTask.id, ReviewTask.state, ReviewTask.decided_label, Species.slug,
+               ReviewTask.ls_task_id.is_(None))
         .join(Image, Image.id == ReviewTask.image_id)
         .outerjoin(Species, Species.id == Image.expected_species_id)
         .where(ReviewTask.state != PUSHING)
@@ -28,13 +31,18 @@ def review_status(session: Session) -> dict[str, Any]:
         .where(Annotation.deleted.is_(False))
     ):
         votes[task_id].append((annotator, choice))
-    return {"species": species_rows(tasks, votes), "annotators": annotator_rows(tasks, votes)}
+    decided = model_decisions(session)
+    return {"species": species_rows(tasks, votes), "annotators": annotator_rows(tasks, votes),
+            "auto_accepted": len(decided), "model_decisions": decided}
 
 
 def species_rows(tasks: list[Any], votes: dict[int, list[tuple[str, str]]]) -> list[dict]:
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    for task_id, state, label, expected in tasks:
+    for task_id, state, label, expected, by_model in tasks:
         row = counts[expected or "(none)"]
+        if by_model:  # approved by the model (auto-accept): never in Label Studio
+            row["auto_accepted"] += 1
+            continue
         row["pushed"] += 1
         row["annotated"] += bool(votes.get(task_id))
         if state == APPROVED:

@@ -24,7 +24,15 @@ def test_demo_runs_every_stage_and_summarises(sqlite_env, fishdata):
     assert summary["stages"].get("approved", 0) >= 10
     # the shop's first page carries the hostile files: each ends as a recorded reason
     assert summary["rejects"] and summary["url_failures"]
-    assert "ACCEPTED UNDER THEIR CRAWL KEYWORD" in summary["review"]
+    # no Label Studio: the model approves what it is sure of, openly; suspects are held back
+    assert "APPROVED BY THE MODEL" in summary["review"]
+    curation = summary["curation"]
+    assert curation["pool"] > 0 and curation["run_id"] >= 1
+    assert Path(curation["gallery"]).is_file()
+    assert summary["held_back"]["suspects"] >= 0
+    assert summary["accuracy"]["before"]["accuracy"] is not None
+    assert summary["accuracy"]["after"]["accuracy"] == summary["run"]["best_val_accuracy"]
+    assert summary["predicted"]["run"] == summary["run"]["id"]
     version = summary["version"]
     assert version["name"] == "v1" and version["classes"] == 2
     assert version["train"] > 0 and version["val"] > 0

@@ -7,6 +7,7 @@ import typer
 from pipeline.cli import (
     config,
     crawl,
+    curate,
     db,
     dedupe,
     demo,
@@ -43,6 +44,7 @@ app.command("worker")(workers.worker_cmd)
 app.command("beat")(workers.beat_cmd)
 app.add_typer(crawl.app, name="crawl")
 app.command("dedupe")(dedupe.dedupe_cmd)
+app.add_typer(curate.curate_app, name="curate")
 train_cmds.register(app)
 app.command("demo")(demo.demo_cmd)
 app.command("serve")(serve.serve_cmd)

@@ -89,20 +89,33 @@ def setup_cmd(
 def push_cmd(
     species: list[str] = typer.Option([], "--species", "-s", help="Only this species (repeat)."),
     limit: int = typer.Option(None, min=1, help="Push at most this many images."),
-    order: str = typer.Option("oldest", help=f"Which first: {' | '.join(ORDERS)}."),
+    order: str = typer.Option(None, help=f"Which first: {' | '.join(ORDERS)} (default: "
+                              "suspicion once `shoal curate` has run, else oldest)."),
+    auto_accept: float = typer.Option(None, "--auto-accept", min=0.0, max=1.0, help="First "
+                                      "approve, as decided by the model, every image whose "
+                                      "keyword is the curation run's out-of-fold top species "
+                                      "with at least this probability and nothing suspect."),
     batch_size: int = typer.Option(500, min=1, max=5000, help="Tasks per import request."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Send unique images not yet reviewed to Label Studio, each with a prediction."""
-    if order not in ORDERS:
+    """Send unique images not yet reviewed to Label Studio, each with a prediction: suspects
+    first, pre-annotated with the species (or verdict) the first pass suggests."""
+    if order is not None and order not in ORDERS:
         raise UsageError(f"--order must be one of {', '.join(ORDERS)}")
+    if auto_accept is not None and auto_accept <= 0:
+        raise UsageError("--auto-accept takes a probability above 0 (e.g. 0.9)")
     client = client_from_settings()
     with catalog_session() as session, label_studio_errors():
         report = push_tasks(session, client, species=species or None, limit=limit,
-                            order=order, batch_size=batch_size)
+                            order=order, batch_size=batch_size, auto_accept_at=auto_accept)
     if as_json:
         print_json(report.as_dict())
         return
+    if report.auto_accepted is not None:
+        a = report.auto_accepted
+        console.print(f"auto-accepted {a.approved} images (curation run {a.curation_run_id}, "
+                      f"out-of-fold probability >= {a.threshold}): recorded as decided by "
+                      "the model")
     console.print(f"pushed {report.pushed} of {report.candidates} images in "
                   f"{report.requests} requests ({report.seconds:.1f}s)"
                   + (f"; settled {report.reconciled + report.requeued} from an interrupted "
@@ -166,6 +179,13 @@ def status_cmd(as_json: bool = JSON_OPTION) -> None:
         return
     print_table("review by species", ["species", *SPECIES_COLUMNS],
                 [[r["species"], *(r[c] for c in SPECIES_COLUMNS)] for r in data["species"]])
+    if data["auto_accepted"]:
+        runs: dict[int, list[float]] = {}
+        for d in data["model_decisions"]:
+            runs.setdefault(d["curation_run"], []).append(d["probability"])
+        print_table(f"{data['auto_accepted']} images approved by the model (auto-accept)",
+                    ["curation run", "images", "lowest probability"],
+                    [[run, len(ps), f"{min(ps):.3f}"] for run, ps in sorted(runs.items())])
     print_table("annotators", ["annotator", "annotations", "skipped", "compared", "agreement"],
                 [[r["annotator"], r["annotations"], r["skipped"], r["compared"],
                   "" if r["agreement"] is None else f"{r['agreement']:.0%}"]

@@ -43,6 +43,7 @@ MAX_RADIUS = 16
 _OPEN = (ImageStatus.DOWNLOADED, ImageStatus.UNIQUE, ImageStatus.DUPLICATE)
 _IN_CHUNK = 5000  # ids per IN (...) list
 _LOCK_KEY = 0x5D0ED0  # PostgreSQL advisory lock id of dedupe runs
+FEATURES = "features"  # link method of copies found in a backbone's feature space
 
 Progress = Callable[[str, int, int], None]
 
@@ -358,9 +359,12 @@ def _link_values(member: _Member, canonical: _Member) -> tuple[int, str]:
 
 
 def _apply_group(
-    session: Session, plan: _GroupPlan, counts: DedupeReport, dry_run: bool
+    session: Session, plan: _GroupPlan, counts: DedupeReport, dry_run: bool,
+    feature_ids: frozenset[int] | set[int] = frozenset(),
 ) -> int | None:
-    """Bring one group to its planned state, writing only the differences."""
+    """Bring one group to its planned state, writing only the differences. A member that
+    pHash does not match to its canonical and that curation's features linked (now, in
+    ``feature_ids``, or before: its link says so) keeps the link method ``features``."""
     ids = [m.id for m in plan.members]
     group = session.get(DuplicateGroup, plan.keep_group_id) if plan.keep_group_id else None
     if group is None:
@@ -398,6 +402,9 @@ def _apply_group(
                     session.delete(link)
             continue
         distance, method = _link_values(member, plan.canonical)
+        if method == "phash" and distance > counts.radius and (
+                member.id in feature_ids or (link is not None and link.method == FEATURES)):
+            method = FEATURES
         want = (plan.canonical.id, group.id, distance, method)
         if link is None or (link.canonical_id, link.group_id, link.distance, link.method) != want:
             counts.links_written += 1
@@ -521,6 +528,35 @@ def run_dedupe(
         step("grouping", done, len(plans))
     grouped = {m.id for p in plans for m in p.members}
     _mark_singles_unique(session, new_ids, grouped, report, dry_run)
+    if not dry_run:
+        session.flush()
+    _fill_report(report, _summaries(session, plans, plan_ids), top)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def link_pairs(
+    session: Session,
+    pairs: Iterable[tuple[int, int]],
+    *,
+    radius: int | None = None,
+    dry_run: bool = False,
+    top: int = 10,
+) -> DedupeReport:
+    """Join image pairs another matcher found (curation's flipped and cropped copies) into the
+    duplicate groups under the rules of every other match: groups grow and merge keeping the
+    eldest ``split_key``, one canonical image per group, two species make a conflict. A pair
+    already grouped changes nothing, so a second call is a no-op."""
+    started = time.perf_counter()
+    report = DedupeReport(DEFAULT_RADIUS if radius is None else radius, DEFAULT_DHASH_RADIUS,
+                          FEATURES, dry_run)
+    edges = sorted({(min(a, b), max(a, b)) for a, b in pairs if a != b})
+    report.near_pairs = len(edges)
+    if not dry_run:
+        _lock(session)
+    plans = _plan_groups(session, edges, [])
+    ids = {i for edge in edges for i in edge}
+    plan_ids = [_apply_group(session, plan, report, dry_run, ids) for plan in plans]
     if not dry_run:
         session.flush()
     _fill_report(report, _summaries(session, plans, plan_ids), top)

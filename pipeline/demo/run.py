@@ -1,5 +1,8 @@
-"""The main job end to end on the embedded default: crawl the bundled demo site, dedupe,
-review, freeze a dataset version, train the fast path, and summarise every stage.
+"""The main job end to end on the embedded default: crawl the bundled demo site, dedupe, let
+the model make its first pass (curate), review (Label Studio when configured, suspects first;
+else the model approves only what it is sure of and holds the suspects back), freeze a dataset
+version, train the fast path, predict the images still waiting for review, and summarise every
+stage with the suspects held back and the accuracy before and after.
 
 The demo site serves the real photos of ../shared/fishdata/web-20 behind pages shaped like the
 real sources (pipeline.demo.site), so the whole platform runs with no network and no services.
@@ -15,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope, upgrade
+from catalog.models import Image, ImageStatus
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species, load_species_file, upsert_species
 from catalog.stats import catalog_stats
-from pipeline.datasets.approve import approve_by_keyword
 from pipeline.errors import UsageError
 
 DEMO_SPECIES_FILE = Path(__file__).parent / "demo_species.yaml"
@@ -40,6 +44,8 @@ class DemoOptions:
     views: int = 4
     lr: float = 1e-3
     species: tuple[str, ...] = ()  # folder names of web-20; empty: all
+    folds: int = 5  # of the first pass's out-of-fold label scores
+    auto_accept: float = 0.5  # out-of-fold probability the model needs to approve alone
 
 
 @dataclass
@@ -54,6 +60,10 @@ class DemoSummary:
     duplicate_groups: int = 0
     conflicts: int = 0
     review: str = ""
+    curation: dict[str, Any] = field(default_factory=dict)
+    held_back: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    predicted: dict[str, Any] = field(default_factory=dict)
     version: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     report: str = ""
@@ -119,7 +129,7 @@ def crawl_all(chosen: list[tuple[str, str, Path]], opts: DemoOptions, summary: D
             advance(f"{slug} · {source}")
 
 
-def review_in_label_studio(session: Session, say: Say) -> str:
+def review_in_label_studio(session: Session, say: Say, auto_accept_at: float) -> str:
     from labeling.client import make_client
     from labeling.project import setup_project
     from labeling.pull import pull_annotations
@@ -129,15 +139,88 @@ def review_in_label_studio(session: Session, say: Say) -> str:
     token = s.label_studio_token.get_secret_value() if s.label_studio_token else None
     client = make_client(s.label_studio_url, token)
     setup_project(session, client)
-    pushed = push_tasks(session, client)
+    pushed = push_tasks(session, client, auto_accept_at=auto_accept_at)
     pulled = pull_annotations(session, client)
     session.commit()
     say(f"review: pushed to Label Studio at {s.label_studio_url}: {pushed.as_dict()}")
     say(f"review: pulled annotations: {pulled.as_dict()}")
-    accepted = approve_by_keyword(session)
-    return (f"Label Studio at {s.label_studio_url}: tasks pushed and annotations pulled; "
-            f"{accepted} images nobody has annotated yet were accepted under their crawl "
-            f"keyword so the demo can go on")
+    accepted = pushed.auto_accepted.approved if pushed.auto_accepted else 0
+    return (f"Label Studio at {s.label_studio_url}: {pushed.pushed} tasks pushed, suspects "
+            f"first ({pushed.order} order), annotations pulled; {accepted} images APPROVED BY "
+            f"THE MODEL (out-of-fold probability >= {auto_accept_at}, recorded as its "
+            "decision); the rest wait for a person")
+
+
+def curate_pool(opts: DemoOptions, say: Say, summary: DemoSummary) -> None:
+    """The model's first pass: suspects, reasons, copies, and its out-of-fold accuracy on the
+    keyword labels (the first model: 'before')."""
+    from pipeline.curate.gallery import write_gallery
+    from pipeline.curate.passes import CurateOptions, curate
+
+    with session_scope() as session:
+        report = curate(session, CurateOptions(folds=opts.folds))
+        report.gallery = str(write_gallery(session, report.run_id))
+        summary.curation = report.as_dict()
+        summary.accuracy["before"] = first_pass_accuracy(session, report.run_id)
+    say(f"curate: run {report.run_id}: {report.pool} images, {report.suspects} suspects "
+        f"({', '.join(f'{k} {v}' for k, v in report.reasons.items()) or 'none'}), "
+        f"{report.copies_linked} copies linked; gallery {report.gallery}")
+
+
+def first_pass_accuracy(session: Session, run_id: int) -> dict[str, Any]:
+    """How often the out-of-fold top species agrees with the crawl keyword."""
+    from catalog.models import ImageSuspicion
+
+    rows = session.execute(select(ImageSuspicion.given_label, ImageSuspicion.suggested_label)
+                           .where(ImageSuspicion.run_id == run_id,
+                                  ImageSuspicion.given_probability.is_not(None))).all()
+    agree = sum(given == suggested for given, suggested in rows)
+    return {"what": "first pass: out-of-fold logistic heads on the frozen backbone, against "
+                    "the crawl keywords, every pool image",
+            "accuracy": round(agree / len(rows), 4) if rows else None, "images": len(rows)}
+
+
+def approve_by_model(session: Session, opts: DemoOptions, summary: DemoSummary) -> str:
+    from labeling.autoaccept import auto_accept
+
+    accepted = auto_accept(session, opts.auto_accept)
+    return (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): {accepted.approved} "
+            f"images APPROVED BY THE MODEL (curation run {accepted.curation_run_id}: the crawl "
+            f"keyword is the out-of-fold top species with probability >= {opts.auto_accept}, "
+            f"nothing suspect; recorded as decided by the model, see `shoal review status`); "
+            f"{summary.held_back.get('suspects', 0)} suspects held back, the rest left for "
+            "review")
+
+
+def held_back(session: Session, run_id: int | None) -> dict[str, Any]:
+    """The suspects of the curation run that are not in the dataset: how many and why."""
+    from collections import Counter
+
+    from catalog.models import ImageSuspicion
+
+    if run_id is None:
+        return {}
+    reasons: Counter[str] = Counter()
+    n = 0
+    for (row_reasons,) in session.execute(
+        select(ImageSuspicion.reasons).join(Image, Image.id == ImageSuspicion.image_id)
+        .where(ImageSuspicion.run_id == run_id, ImageSuspicion.suspect.is_(True),
+               Image.status != ImageStatus.APPROVED)
+    ):
+        n += 1
+        reasons.update(row_reasons)
+    return {"suspects": n, "reasons": dict(sorted(reasons.items()))}
+
+
+def predict_waiting(run_id: int, summary: DemoSummary) -> None:
+    """The new model scores the images still waiting for review (the next round's order)."""
+    from pipeline.curate.predict import PredictSelection, predict_catalog
+
+    with session_scope() as session:
+        out = predict_catalog(session, PredictSelection(run_id, [ImageStatus.UNIQUE,
+                                                                 ImageStatus.IN_REVIEW]))
+    summary.predicted = {"run": run_id, "images": out["predicted"],
+                         "failed": len(out["failed"])}
 
 
 def stage_counts(session: Session, summary: DemoSummary) -> None:
@@ -184,14 +267,17 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
         f"{report.duplicates} duplicates in {report.groups} groups")
     lap("dedupe")
 
+    curate_pool(opts, say, summary)
+    lap("curate")
+
     with session_scope() as session:
+        summary.held_back = held_back(session, summary.curation.get("run_id"))
         if settings.label_studio_url:
-            summary.review = review_in_label_studio(session, say)
+            summary.review = review_in_label_studio(session, say, opts.auto_accept)
         else:
-            accepted = approve_by_keyword(session)
-            summary.review = (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
-                              f"{accepted} unique images ACCEPTED UNDER THEIR CRAWL KEYWORD "
-                              f"without human review; conflicted duplicate groups held back")
+            summary.review = approve_by_model(session, opts, summary)
+        session.flush()
+        summary.held_back = held_back(session, summary.curation.get("run_id"))
     say(f"review: {summary.review}")
     lap("review")
 
@@ -205,7 +291,13 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
     lap("dataset")
 
     summary.run = train_demo_model(version.id, opts, progress)
+    summary.accuracy["after"] = {
+        "what": f"run {summary.run.get('id')} trained on version {version.name}, best "
+                "validation accuracy", "accuracy": summary.run.get("best_val_accuracy"),
+        "images": version.n_val}
     lap("train")
+    predict_waiting(int(summary.run["id"]), summary)
+    lap("predict")
     with session_scope() as session:
         stage_counts(session, summary)
     return summary

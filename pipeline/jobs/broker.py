@@ -27,6 +27,9 @@ QUEUE_OF: dict[str, str] = {
     "dataset_create": "export",
     "dataset_export": "export",
     "train": "train",
+    # torch work beside training: the train workers have the backbone weights and the cache
+    "predict": "train",
+    "curate": "train",
 }
 
 

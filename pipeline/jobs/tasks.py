@@ -85,7 +85,7 @@ def review_push_body(ctx: JobContext) -> dict[str, Any]:
     client = review_client()
     with session_scope() as session:
         report = push_tasks(session, client, species=a.get("species"), limit=a.get("limit"),
-                            order=a.get("order", "oldest"))
+                            order=a.get("order"), auto_accept_at=a.get("auto_accept"))
         return report.as_dict()
 
 
@@ -186,6 +186,35 @@ def train_body(ctx: JobContext) -> dict[str, Any]:
                 "best_epoch": run.best_epoch, "checkpoint": run.best_checkpoint_path}
 
 
+def predict_body(ctx: JobContext) -> dict[str, Any]:
+    """Score catalog images with a run's model (``image_predictions``, top-k): the run given,
+    else the one the parent train job produced."""
+    from pipeline.curate.predict import PredictSelection, predict_catalog
+
+    a = ctx.args
+    sel = PredictSelection(int(upstream(ctx, "run", "run_id")), list(a.get("status") or []),
+                           list(a.get("species") or []), a.get("version"),
+                           bool(a.get("unscored", False)))
+    with session_scope() as session:
+        return predict_catalog(session, sel, int(a.get("top_k", 3)))
+
+
+def curate_body(ctx: JobContext) -> dict[str, Any]:
+    """The model's first pass (``shoal curate``); a second delivery finds the run it wrote."""
+    from pipeline.curate.gallery import write_gallery
+    from pipeline.curate.passes import CurateOptions, curate
+
+    a = ctx.args
+    opts = CurateOptions(folds=int(a.get("folds", CurateOptions.folds)),
+                         model_run_id=a.get("run"), species=a.get("species") or None,
+                         quality=bool(a.get("quality", True)))
+    with session_scope() as session:
+        report = curate(session, opts, progress=stage_progress(ctx, "features"),
+                        job_id=ctx.job_id)
+        report.gallery = str(write_gallery(session, report.run_id))
+        return report.as_dict()
+
+
 def stage_progress(ctx: JobContext, main_stage: str = "epoch") -> Callable[[str, int, int], None]:
     """The (stage, done, total) callback of dedupe and the trainer, as job progress: the
     fraction follows ``main_stage`` when the body has one, else each stage in turn."""
@@ -243,6 +272,8 @@ BODIES: dict[str, Body] = {
     "dataset_create": dataset_create_body,
     "dataset_export": dataset_export_body,
     "train": train_body,
+    "predict": predict_body,
+    "curate": curate_body,
 }
 assert set(BODIES) == set(QUEUE_OF)
 
@@ -324,6 +355,8 @@ review_pull = define("review_pull")
 dataset_create = define("dataset_create")
 dataset_export = define("dataset_export")
 train = define("train")
+predict = define("predict")
+curate = define("curate")
 
 TASKS: dict[str, Task] = {
     "crawl": crawl,
@@ -334,6 +367,8 @@ TASKS: dict[str, Task] = {
     "dataset_create": dataset_create,
     "dataset_export": dataset_export,
     "train": train,
+    "predict": predict,
+    "curate": curate,
 }
 
 

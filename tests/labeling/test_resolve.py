@@ -106,7 +106,8 @@ def test_webhook_events_create_update_delete(shoal_env) -> None:
     assert [h[0] for h in history] == ["rejected", "approved", "rejected", "approved"]
     assert {h[1] for h in history} == {"webhook"}
     assert status["species"] == [{"species": "hairtail", "pushed": 1, "annotated": 1,
-                                  "approved": 1, "rejected": 0, "relabelled": 0, "pending": 0}]
+                                  "approved": 1, "auto_accepted": 0, "rejected": 0,
+                                  "relabelled": 0, "pending": 0}]
     assert [a["annotator"] for a in status["annotators"]] == ["u3@x"]
 
 

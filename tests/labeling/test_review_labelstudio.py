@@ -199,7 +199,7 @@ def test_annotations_resolve_by_majority_update_and_delete(
     assert image(c).status == ImageStatus.APPROVED
     [hairtail] = status["species"]
     assert hairtail == {"species": "hairtail", "pushed": 5, "annotated": 4, "approved": 2,
-                        "rejected": 1, "relabelled": 0, "pending": 2}
+                        "auto_accepted": 0, "rejected": 1, "relabelled": 0, "pending": 2}
     by_name = {r["annotator"]: r for r in status["annotators"]}
     assert by_name["fisher3@shoal.test"]["compared"] == 1
     assert by_name["fisher3@shoal.test"]["agreement"] == 0.0

@@ -13,6 +13,7 @@ from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
+from trainer.metrics import accuracy_interval
 from trainer.model import MODES, check_feature_norm, layer_names
 from trainer.registry import get_arch
 from trainer.transforms import FITS, TTAS
@@ -110,6 +111,10 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
         version = session.get(DatasetVersion, run.dataset_version_id)
         dataset = version.name if version else str(run.dataset_version_id)
     hyper = run.hyperparams or {}
+    last = session.scalar(select(EpochMetric.val_accuracy).where(EpochMetric.run_id == run.id)
+                          .order_by(EpochMetric.epoch.desc()).limit(1))
+    n_val = sum(sum(row) for row in run.confusion) if run.confusion else 0
+    interval = accuracy_interval(round(last * n_val), n_val) if last is not None and n_val else None
     return {
         "id": run.id,
         "arch": run.arch,
@@ -121,6 +126,10 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
         "epochs_planned": hyper.get("epochs"),
         "lr": hyper.get("lr"),
         "views": hyper.get("views"),
+        # the last epoch's, scored once: the best epoch's figure peeks at validation
+        "val_accuracy": last,
+        "val_interval": [round(x, 4) for x in interval] if interval else None,
+        "n_val": n_val,
         "best_val_accuracy": run.best_val_accuracy,
         "best_epoch": run.best_epoch,
         "final_val_loss": run.final_val_loss,

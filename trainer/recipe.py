@@ -31,7 +31,7 @@ from torch import nn
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
 from trainer.features import ViewFeatures
-from trainer.loops import FeatureLoop
+from trainer.loops import FeatureLoop, class_weights
 from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
 from trainer.registry import get_arch
@@ -206,8 +206,9 @@ def fit_and_score(
     head = nn.Linear(pool.shape[-1], n_classes)
     optimizer = torch.optim.Adam(head.parameters(), lr=float(hyper["lr"]),
                                  weight_decay=float(hyper["weight_decay"]))
+    weight = class_weights(labels[fit], n_classes, str(hyper.get("class_weight", "none")))
     loop = FeatureLoop(head, optimizer, pool[fit], labels[fit], evals[held], labels[held],
-                       int(hyper["batch_size"]), seed, float(hyper["label_smoothing"]))
+                       int(hyper["batch_size"]), seed, float(hyper["label_smoothing"]), weight)
     for epoch in range(1, int(hyper["epochs"]) + 1):
         loop.train_epoch(epoch)
     stats = loop.evaluate()

@@ -13,6 +13,7 @@ from catalog.models import DatasetVersion, EpochMetric, JobState, TrainingRun
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
+from trainer.loops import CLASS_WEIGHTS
 from trainer.metrics import accuracy_interval
 from trainer.model import MODES, check_feature_norm, layer_names
 from trainer.registry import get_arch
@@ -31,6 +32,7 @@ RECIPE: dict[str, Any] = {
     "tta": "none",  # eval and predict: "none", "hflip" (mean of the image and its mirror) or
     # "crops" (mean over the mirror pair and ten crops)
     "label_smoothing": 0.0,
+    "class_weight": "none",  # "balanced": the loss weighs each class by 1 / its image count
     "min_scale": 0.08,  # training augmentation: smallest area of a random resized crop
     "jitter": 0.4,  # training augmentation: colour jitter strength
     "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
@@ -76,6 +78,9 @@ def create_run(
         raise TrainingError("crop ratio and min scale must be in (0, 1]")
     layer_names(get_arch(arch), params["feature_layers"])  # refuses a count the arch lacks
     check_feature_norm(params["feature_norm"])
+    if params["class_weight"] not in CLASS_WEIGHTS:
+        raise TrainingError(f"class weight must be one of {', '.join(CLASS_WEIGHTS)}, not "
+                            f"{params['class_weight']!r}")
     if not 0 <= float(params["label_smoothing"]) < 1:
         raise TrainingError("label smoothing must be in [0, 1)")
     run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,

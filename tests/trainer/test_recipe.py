@@ -166,3 +166,17 @@ def test_accuracy_interval_is_a_bootstrap_over_images() -> None:
     assert accuracy_interval(63, 83) == (lo, hi)  # the same for the same seed
     assert accuracy_interval(830, 1000)[1] - accuracy_interval(830, 1000)[0] < 0.06
     assert accuracy_interval(0, 0) == (0.0, 0.0)
+
+
+def test_balanced_class_weights_count_each_class_the_same() -> None:
+    import torch
+
+    from trainer.loops import class_weights
+
+    labels = torch.tensor([0] * 60 + [1] * 20 + [2] * 20)
+    w = class_weights(labels, 3, "balanced")
+    assert w is not None
+    assert torch.allclose(w * torch.bincount(labels).float(), torch.full((3,), 100 / 3))
+    assert class_weights(labels, 3, "none") is None
+    with pytest.raises(TrainingError, match="class weight"):
+        class_weights(labels, 3, "inverse")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from catalog.dataset_versions import find_version
 from catalog.models import DatasetItem, DatasetVersion
 from catalog.models import Image as ImageRow
-from catalog.splits import hash_split
+from catalog.splits import hash_split, split_key_for
 from catalog.store import ImageStore, file_sha256
 from trainer.errors import TrainingError
 
@@ -27,6 +27,12 @@ class Record:
     sha256: str
     label: int
     image_id: int | None = None
+    group: str = ""  # the split key of the image's duplicate group ("": the image alone)
+
+    @property
+    def key(self) -> str:
+        """What folds and splits are cut by: copies of a photo share it."""
+        return self.group or self.sha256
 
 
 @dataclass
@@ -69,13 +75,15 @@ def from_catalog(session: Session, ref: str | int, store: ImageStore) -> Dataset
         manifest_sha256=version.manifest_sha256
         or manifest_hash([(i.sha256, i.label, i.split) for i, _ in rows]),
     )
+    keys = split_key_for(session, [item.image_id for item, _ in rows])
     for item, rel in rows:
         if item.label not in index:
             source.problems.append(f"image {item.sha256[:12]} has label {item.label!r} "
                                    "which is not among the version's classes")
             continue
         path = store.path(rel) if rel else store.path(store.relative_path(item.sha256))
-        record = Record(path, item.sha256, index[item.label], item.image_id)
+        record = Record(path, item.sha256, index[item.label], item.image_id,
+                        keys.get(item.image_id, ""))
         (source.val if item.split == "val" else source.train).append(record)
     return source
 

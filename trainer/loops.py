@@ -50,13 +50,15 @@ def train_batches(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     optimizer: torch.optim.Optimizer, epoch: int, progress: Progress | None, size: int,
     label_smoothing: float = 0.0,
+    class_weight: torch.Tensor | None = None,
 ) -> EpochStats:
     """One pass of cross-entropy steps; the mean loss and accuracy seen while training."""
     total = correct = 0
     loss_sum = 0.0
     for step, (x, y) in enumerate(batches, 1):
         logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        loss = nn.functional.cross_entropy(logits, y, weight=class_weight,
+                                           label_smoothing=label_smoothing)
         optimise(loss, optimizer, epoch, step)
         loss_sum += loss.item() * len(y)
         correct += int((logits.argmax(1) == y).sum())
@@ -64,6 +66,20 @@ def train_batches(
         if progress:
             progress("train", total, size)
     return EpochStats(loss_sum / total, correct / total)
+
+
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+def class_weights(labels: torch.Tensor, n_classes: int, how: str) -> torch.Tensor | None:
+    """``balanced``: each class's loss weighted by n / (k * its count), so a class of 19
+    photos counts as much as one of 60; ``none``: every image counts the same."""
+    if how == "none":
+        return None
+    if how != "balanced":
+        raise TrainingError(f"class weight must be one of {', '.join(CLASS_WEIGHTS)}, not {how!r}")
+    counts = torch.bincount(labels, minlength=n_classes).clamp(min=1).float()
+    return len(labels) / (n_classes * counts)
 
 
 class ImageDataset(Dataset):
@@ -85,13 +101,13 @@ class ImageLoop:
     def __init__(  # type: ignore[no-untyped-def]
         self, model: ShoalNet, optimizer, mode: str, train: list[Record], val: list[Record],
         train_tf, eval_tf, batch_size: int, seed: int, workers: int = 0,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None,
     ) -> None:
         self.model, self.optimizer, self.mode = model, optimizer, mode
         self.train_set = ImageDataset(train, train_tf)
         self.val_set = ImageDataset(val, eval_tf)
         self.batch_size, self.seed, self.workers = batch_size, seed, workers
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.class_weight = label_smoothing, class_weight
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -100,7 +116,7 @@ class ImageLoop:
                             num_workers=self.workers)
         body_train_mode(self.model, self.mode)
         return train_batches(self.model, loader, self.optimizer, epoch, progress,
-                             len(self.train_set), self.label_smoothing)
+                             len(self.train_set), self.label_smoothing, self.class_weight)
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:
@@ -120,13 +136,13 @@ class FeatureLoop:
     def __init__(
         self, head: nn.Linear, optimizer: torch.optim.Optimizer, train_x: torch.Tensor,
         train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, batch_size: int,
-        seed: int, label_smoothing: float = 0.0,
+        seed: int, label_smoothing: float = 0.0, class_weight: torch.Tensor | None = None,
     ) -> None:
         self.head, self.optimizer = head, optimizer
         self.train_x, self.train_y = train_x, train_y  # [N, views, D], [N]
         self.val_x, self.val_y = val_x, val_y  # [M, D], [M]
         self.batch_size, self.seed = batch_size, seed
-        self.label_smoothing = label_smoothing
+        self.label_smoothing, self.class_weight = label_smoothing, class_weight
 
     def train_epoch(self, epoch: int, progress: Progress | None = None) -> EpochStats:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -139,7 +155,7 @@ class FeatureLoop:
             for idx in order.split(self.batch_size)
         )
         return train_batches(self.head, batches, self.optimizer, epoch, progress, n,
-                             self.label_smoothing)
+                             self.label_smoothing, self.class_weight)
 
     @torch.inference_mode()
     def evaluate(self) -> EvalStats:

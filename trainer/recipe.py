@@ -31,7 +31,8 @@ from torch import nn
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
 from trainer.features import ViewFeatures
-from trainer.loops import FeatureLoop
+from trainer.loops import FeatureLoop, class_weights
+from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
 from trainer.registry import get_arch
 from trainer.runs import RECIPE
@@ -115,20 +116,37 @@ def candidates(
 
 
 def assign_folds(records: Sequence[Record], k: int, seed: int = 0) -> list[int]:
-    """Stratified folds: each class's images in an order fixed by their sha256 (and the seed),
-    dealt round-robin, so every fold holds about 1/k of each class."""
-    order = sorted(
-        range(len(records)),
-        key=lambda i: (records[i].label,
-                       hashlib.sha256(f"{seed}:{records[i].sha256}".encode()).hexdigest()),
-    )
+    """Stratified folds cut by duplicate group: the images sharing a split key (copies of one
+    photo) always sit in the same fold. Each class's groups, in an order fixed by their key
+    and the seed, go one by one to the fold holding the fewest images of that class so far,
+    so every fold holds about 1/k of each class."""
+    members: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        members.setdefault(record.key, []).append(i)
+
+    def label_of(key: str) -> int:  # a group of two labels is stratified by its commonest one
+        labels = [records[i].label for i in members[key]]
+        return max(sorted(set(labels)), key=labels.count)
+
+    order = sorted(members, key=lambda key: (
+        label_of(key), hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()))
     folds = [0] * len(records)
-    dealt: dict[int, int] = {}
-    for i in order:
-        label = records[i].label
-        folds[i] = dealt.get(label, 0) % k
-        dealt[label] = dealt.get(label, 0) + 1
+    filled: dict[int, list[int]] = {}
+    for key in order:
+        sizes = filled.setdefault(label_of(key), [0] * k)
+        fold = min(range(k), key=lambda f: (sizes[f], f))
+        sizes[fold] += len(members[key])
+        for i in members[key]:
+            folds[i] = fold
     return folds
+
+
+def groups_per_class(records: Sequence[Record], n_classes: int) -> list[int]:
+    """How many distinct photos (duplicate groups) each class has."""
+    seen: list[set[str]] = [set() for _ in range(n_classes)]
+    for record in records:
+        seen[record.label].add(record.key)
+    return [len(keys) for keys in seen]
 
 
 @dataclass
@@ -177,6 +195,27 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+def fit_and_score(
+    pool: torch.Tensor, evals: torch.Tensor, labels: torch.Tensor, fit: torch.Tensor,
+    held: torch.Tensor, hyper: dict[str, Any], n_classes: int,
+) -> tuple[int, float]:
+    """Train a head on the ``fit`` rows' views for the recipe's epochs; the last epoch's
+    (correct, summed cross-entropy) on the ``held`` rows' evaluation features."""
+    seed = int(hyper["seed"])
+    torch.manual_seed(seed)
+    head = nn.Linear(pool.shape[-1], n_classes)
+    optimizer = torch.optim.Adam(head.parameters(), lr=float(hyper["lr"]),
+                                 weight_decay=float(hyper["weight_decay"]))
+    weight = class_weights(labels[fit], n_classes, str(hyper.get("class_weight", "none")))
+    loop = FeatureLoop(head, optimizer, pool[fit], labels[fit], evals[held], labels[held],
+                       int(hyper["batch_size"]), seed, float(hyper["label_smoothing"]), weight)
+    for epoch in range(1, int(hyper["epochs"]) + 1):
+        loop.train_epoch(epoch)
+    stats = loop.evaluate()
+    n = int(held.sum())
+    return round(stats.accuracy * n), stats.loss * n
+
+
 def cross_validate(
     pool: torch.Tensor, evals: torch.Tensor, labels: torch.Tensor, folds: Sequence[int],
     hyper: dict[str, Any], n_classes: int,
@@ -184,25 +223,15 @@ def cross_validate(
     """Train the head on each k-1 folds (its views from ``pool``) for the recipe's epochs and
     score the last epoch's head on the held-out fold's evaluation features."""
     fold_of = torch.tensor(folds)
-    seed = int(hyper["seed"])
     correct = 0
     loss_sum = 0.0
     fold_accuracy = []
     for fold in range(int(fold_of.max()) + 1):
-        fit, held = fold_of != fold, fold_of == fold
-        torch.manual_seed(seed)
-        head = nn.Linear(pool.shape[-1], n_classes)
-        optimizer = torch.optim.Adam(head.parameters(), lr=float(hyper["lr"]),
-                                     weight_decay=float(hyper["weight_decay"]))
-        loop = FeatureLoop(head, optimizer, pool[fit], labels[fit], evals[held], labels[held],
-                           int(hyper["batch_size"]), seed, float(hyper["label_smoothing"]))
-        for epoch in range(1, int(hyper["epochs"]) + 1):
-            loop.train_epoch(epoch)
-        stats = loop.evaluate()
-        n = int(held.sum())
-        correct += round(stats.accuracy * n)
-        loss_sum += stats.loss * n
-        fold_accuracy.append(stats.accuracy)
+        held = fold_of == fold
+        right, loss = fit_and_score(pool, evals, labels, ~held, held, hyper, n_classes)
+        correct += right
+        loss_sum += loss
+        fold_accuracy.append(right / max(1, int(held.sum())))
     return Score(hyper, correct / len(folds), loss_sum / len(folds), fold_accuracy)
 
 
@@ -222,12 +251,11 @@ def select_recipe(
     cands = candidates(space, base, fixed)
     if folds < 2:
         raise TrainingError("cross-validation needs at least 2 folds")
-    counts = torch.bincount(torch.tensor([r.label for r in source.train]),
-                            minlength=len(source.classes))
-    if int(counts.min()) < folds:
-        small = source.classes[int(counts.argmin())]
-        raise TrainingError(f"class {small} has {int(counts.min())} training images: too few "
-                            f"for {folds}-fold cross-validation")
+    counts = groups_per_class(source.train, len(source.classes))
+    if min(counts) < folds:
+        small = source.classes[counts.index(min(counts))]
+        raise TrainingError(f"class {small} has {min(counts)} distinct training photos: too "
+                            f"few for {folds}-fold cross-validation")
     if any(not c.get("fast", True) for c in cands):
         raise TrainingError("recipe selection trains on cached features: it needs the fast "
                             "path")
@@ -267,3 +295,135 @@ def select_recipe(
     best = max(scores, key=lambda s: (s.accuracy, -s.loss))
     return Selection(best.hyper, best, scores, folds, len(train),
                      time.perf_counter() - started, _varied(cands))
+
+
+# What the nested estimate's inner selection chooses among: the settings that decided every
+# selection so far (TTA, augmented views, training length), 8 recipes, so that five outer folds
+# of three-fold selection cost minutes, not hours. The rest is BEST_RECIPE's.
+NESTED_SPACE: dict[str | tuple[str, ...], list[Any]] = {
+    "tta": ["hflip", "crops"],
+    "views": [1, 8],
+    ("epochs", "lr"): [(30, 1e-3), (60, 1e-3)],
+}
+
+# The baseline every recipe must beat: a logistic-regression head on the frozen backbone's
+# pooled features of the framed image, trained to convergence, no augmentation, no TTA.
+LINEAR_PROBE: dict[str, Any] = {
+    "views": 1, "tta": "none", "epochs": 30, "lr": 1e-3, "label_smoothing": 0.0,
+    "feature_layers": 1, "feature_norm": "none",
+}
+
+
+@dataclass
+class OuterFold:
+    fold: int
+    n_held: int
+    correct: int
+    chosen: dict[str, Any]  # the varied settings the inner selection chose
+    inner_cv_accuracy: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fold": self.fold, "n_held": self.n_held, "accuracy": round(
+            self.correct / max(1, self.n_held), 4), "chosen": self.chosen,
+            "inner_cv_accuracy": round(self.inner_cv_accuracy, 4)}
+
+
+@dataclass
+class NestedEstimate:
+    """Accuracy on photos no choice was tuned on: in each outer fold the recipe is chosen by
+    cross-validation inside the other folds, trained on them and scored once on the fold."""
+
+    correct: int
+    n: int
+    interval: tuple[float, float]
+    outer: list[OuterFold]
+    inner_folds: int
+    probe_correct: int  # the linear probe on the same outer folds
+    probe_interval: tuple[float, float]
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    @property
+    def probe_accuracy(self) -> float:
+        return self.probe_correct / self.n if self.n else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"accuracy": round(self.accuracy, 4), "n": self.n,
+                "interval": [round(x, 4) for x in self.interval],
+                "probe_accuracy": round(self.probe_accuracy, 4),
+                "probe_interval": [round(x, 4) for x in self.probe_interval],
+                "outer_folds": len(self.outer), "inner_folds": self.inner_folds,
+                "folds": [f.as_dict() for f in self.outer], "seconds": round(self.seconds, 1)}
+
+
+def _features(
+    arch: str, weights: str, hyper: dict[str, Any], model: Any, records: Sequence[Record],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training pool, evaluation features) of ``records`` under ``hyper``'s transforms."""
+    spec = get_arch(arch)
+    train_tf, eval_tf = presets(spec.mean, spec.std, hyper)
+    views = int(hyper["views"])
+    features = fast_features(arch, weights, hyper, train_tf, eval_tf)
+    features.fill(model, records, [], views, workers=int(hyper.get("workers", 0)))
+    pool = features.pool(records, views)[:, :features.pool_width(views)]
+    return pool, features.evaluation(records)
+
+
+def nested_estimate(
+    source: DatasetSource,
+    arch: str,
+    weights: str = "imagenet",
+    *,
+    space: dict[str | tuple[str, ...], list[Any]] | None = None,
+    base: dict[str, Any] | None = None,
+    fixed: dict[str, Any] | None = None,
+    outer: int = 5,
+    inner: int = 3,
+    progress: Progress | None = None,
+) -> NestedEstimate:
+    """Nested cross-validation over ``source.train`` (folds cut by duplicate group); the
+    validation split is not read. Beside it, the linear probe on the same outer folds."""
+    started = time.perf_counter()
+    space = NESTED_SPACE if space is None else space
+    base = {**BEST_RECIPE, **(base or {})}
+    counts = groups_per_class(source.train, len(source.classes))
+    if min(counts) < outer:
+        small = source.classes[counts.index(min(counts))]
+        raise TrainingError(f"class {small} has {min(counts)} distinct training photos: too "
+                            f"few for {outer} outer folds")
+    train = list(source.train)
+    labels = torch.tensor([r.label for r in train])
+    seed = int(candidates(space, base, fixed)[0]["seed"])
+    fold_of = torch.tensor(assign_folds(train, outer, seed))
+    model = build_model(arch, len(source.classes), weights, seed, 1)
+    folds: list[OuterFold] = []
+    for fold in range(outer):
+        held = fold_of == fold
+        inner_source = DatasetSource(source.classes, [r for r, h in zip(train, held.tolist(),
+                                                                         strict=True) if not h],
+                                     [], source.manifest_sha256, name=source.name)
+        selection = select_recipe(inner_source, arch, weights, space=space, base=base,
+                                  fixed=fixed, folds=inner)
+        pool, evals = _features(arch, weights, selection.best, model, train)
+        with one_thread():
+            correct, _ = fit_and_score(pool, evals, labels, ~held, held, selection.best,
+                                       len(source.classes))
+        folds.append(OuterFold(fold, int(held.sum()), correct,
+                               {k: selection.best[k] for k in selection.varied},
+                               selection.score.accuracy))
+        if progress:
+            progress("nested cross-validation", fold + 1, outer)
+    probe = candidates({}, {**base, **LINEAR_PROBE}, fixed)[0]
+    pool, evals = _features(arch, weights, probe, model, train)
+    with one_thread():
+        probe_score = cross_validate(pool, evals, labels, fold_of.tolist(), probe,
+                                     len(source.classes))
+    n = len(train)
+    correct = sum(f.correct for f in folds)
+    probe_correct = round(probe_score.accuracy * n)
+    return NestedEstimate(correct, n, accuracy_interval(correct, n), folds, inner,
+                          probe_correct, accuracy_interval(probe_correct, n),
+                          time.perf_counter() - started)

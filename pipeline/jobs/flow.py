@@ -131,6 +131,11 @@ class JobFailed(ShoalError):
     """A job of the flow failed or was cancelled (on a worker: its row says why)."""
 
 
+# a failed row's error class -> the exit code the same error has when raised in-process
+EXIT_CODE_OF = {"UsageError": 2, "UnknownSpecies": 2, "TrainingError": 2, "WeightsMissing": 2,
+                "ServiceUnavailable": 3, "LabelStudioUnavailable": 3}
+
+
 # --- running it -----------------------------------------------------------------------------
 def run_flow(req: FlowRequest, names: Iterable[str] | None = None, *,
              listener: Listener | None = None, watch: Watcher | None = None,
@@ -205,7 +210,8 @@ def check(job: Job, tolerated: tuple[str, ...] = ()) -> None:
     if job.state == JobState.FAILED and error_class(job) in tolerated:
         return
     why = (job.error or job.message or "").strip().splitlines()
-    raise JobFailed(f"{job.kind} job {job.id} {job.state}" + (f": {why[0]}" if why else ""))
+    raise JobFailed(f"{job.kind} job {job.id} {job.state}" + (f": {why[0]}" if why else ""),
+                    exit_code=EXIT_CODE_OF.get(error_class(job), 1))
 
 
 # --- queueing it without waiting -------------------------------------------------------------

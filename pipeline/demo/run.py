@@ -7,11 +7,10 @@ real sources (pipeline.demo.site), so the whole platform runs with no network an
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,8 @@ def register_species(session: Session, chosen: list[tuple[str, str, Path]]) -> N
 
 @contextmanager
 def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
-    """The local site, with every spider pointed at it through the environment."""
+    """The local site serving the chosen species (on loopback: crawl workers, if any, must run
+    on this machine). Its ``env()`` points a crawl's spiders at it."""
     from pipeline.demo.site.server import serve
 
     species_map: dict[str, Path] = {}
@@ -95,16 +95,7 @@ def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
         species_map[latin] = folder
         species_map[folder.name] = folder
     with serve(chosen[0][2].parent, species_map) as site:
-        saved = {k: os.environ.get(k) for k in site.env()}
-        os.environ.update(site.env())
-        try:
-            yield site
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        yield site
 
 
 def stage_counts(session: Session, summary: DemoSummary) -> None:
@@ -179,6 +170,8 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
     bars = DemoBars(progress, len(req.crawls))
     with demo_site(chosen) as site:
         say(f"demo site: {site.base_url} serving {len(chosen)} species from {opts.fishdata}")
+        # each crawl job carries the site's address: the spiders find it wherever they run
+        req = replace(req, crawl_env=site.env())
         done = run_flow(req, STAGE_NAMES[:1], listener=bars.step, watch=bars.row)
     lap("crawl")
     for job in done["crawl"]:

@@ -54,6 +54,7 @@ class FlowRequest:
 
     crawls: tuple[tuple[str, str], ...] = ()  # (species slug, source)
     limit: int | None = None  # images per crawl
+    crawl_env: dict[str, str] = field(default_factory=dict)  # SHOAL_CRAWL_* for these crawls
     dedupe: dict[str, Any] = field(default_factory=dict)
     review: str = "none"  # a key of REVIEWS
     review_args: dict[str, Any] = field(default_factory=dict)  # of review_push
@@ -64,7 +65,8 @@ class FlowRequest:
 
 
 def crawl_steps(req: FlowRequest, _done: Done) -> list[Branch]:
-    return [[("crawl", {"species": species, "source": source, "limit": req.limit})]
+    extra = {"env": dict(req.crawl_env)} if req.crawl_env else {}
+    return [[("crawl", {"species": species, "source": source, "limit": req.limit, **extra})]
             for species, source in req.crawls]
 
 

@@ -120,7 +120,8 @@ def chain_of(session: Session, idempotency_key: str) -> list[Job]:
 
 
 def dispatch(jobs: Sequence[Job], *, reraise: bool = False) -> None:
-    """Send committed job rows to the broker as one chain, or run them here, in order."""
+    """Send committed job rows to the broker as one chain, or run them here, in order
+    (``reraise``: the error that failed a job here is raised again once recorded)."""
     if broker_configured():
         enqueue(jobs)
     else:
@@ -147,9 +148,13 @@ def run_here(job_ids: Sequence[int], *, reraise: bool = False) -> None:
     from pipeline.jobs.runner import RetryJob
     from pipeline.jobs.tasks import run_in_process
 
-    for job_id in job_ids:
+    for i, job_id in enumerate(job_ids):
         try:
             run_in_process(job_id)
+        except KeyboardInterrupt:  # Ctrl-C: the job and the rest of its chain will not run
+            with session_scope() as session:
+                cancel_jobs(session, list(job_ids[i:]), "interrupted")
+            raise
         except RetryJob:
             log.warning("job %s is held by another process; left queued", job_id)
             return

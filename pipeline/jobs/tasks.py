@@ -45,7 +45,7 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
 
     # run_crawl finds the crawl job of this job id again on a redelivery, and resumes it
     crawl_job_id = run_crawl(a["species"], a["source"], limit=a.get("limit"), job_id=ctx.job_id,
-                             progress=on_image)
+                             progress=on_image, env=a.get("env"))
     with session_scope() as session:
         crawl = session.get_one(CrawlJob, crawl_job_id)
         return {"crawl_job_id": crawl.id, "species": a["species"], "source": crawl.source,

@@ -114,7 +114,7 @@ def demo_request(chosen: list[tuple[str, str, Path]], opts: DemoOptions) -> Flow
     return FlowRequest(
         crawls=tuple((slug, source) for slug, _latin, _folder in chosen
                      for source in opts.sources),
-        limit=opts.limit, review=review, dataset={"min_per_class": 2},
+        limit=opts.limit, review=review, args={"dataset_create": {"min_per_class": 2}},
         runs=({"arch": opts.arch, "weights": opts.weights, "mode": "frozen",
                "hyper": hyper},),
     )

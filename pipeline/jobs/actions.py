@@ -95,7 +95,7 @@ def one_job(kind: str, args: dict[str, Any], *, listener: Listener | None = None
 
 def dedupe(args: dict[str, Any], **hooks: Any) -> Outcome:
     check_migrated()
-    [job] = run_flow(FlowRequest(dedupe=args), ("dedupe",), **hooks)["dedupe"]
+    [job] = run_flow(FlowRequest(args={"dedupe": args}), ("dedupe",), **hooks)["dedupe"]
     return Outcome([job], job.result)
 
 
@@ -111,7 +111,8 @@ def create_dataset(args: dict[str, Any], **hooks: Any) -> Outcome:
     from pipeline.datasets.versions import version_summary
 
     check_migrated()
-    [job] = run_flow(FlowRequest(dataset=args), ("dataset",), **hooks)["dataset"]
+    [job] = run_flow(FlowRequest(args={"dataset_create": args}), ("dataset",),
+                     **hooks)["dataset"]
     with session_scope() as session:
         version = session.get_one(DatasetVersion, job.result["version"])
         return Outcome([job], version_summary(version))

@@ -9,7 +9,8 @@ through :mod:`pipeline.jobs.submit`: in the calling process on the embedded defa
 ``jobs`` row, so `shoal jobs list` shows what ran, with its timing and result.
 
 A stage is a name and a function that turns a request into branches (each a chain of job
-kinds); adding one is a line in ``FLOW`` and its function.
+kinds); a stage of plain jobs is one line in ``FLOW``: ``Stage("curate", jobs_of("predict",
+"curate"))``, its jobs' arguments in ``FlowRequest.args`` by kind.
 """
 
 from __future__ import annotations
@@ -55,10 +56,10 @@ class FlowRequest:
     crawls: tuple[tuple[str, str], ...] = ()  # (species slug, source)
     limit: int | None = None  # images per crawl
     crawl_env: dict[str, str] = field(default_factory=dict)  # SHOAL_CRAWL_* for these crawls
-    dedupe: dict[str, Any] = field(default_factory=dict)
     review: str = "none"  # a key of REVIEWS
-    review_args: dict[str, Any] = field(default_factory=dict)  # of review_push
-    dataset: dict[str, Any] = field(default_factory=dict)  # name, species, min_per_class, ...
+    # the arguments of the other stages' jobs, by job kind: {"dedupe": {"radius": 6},
+    # "review_push": {"species": [...]}, "dataset_create": {"min_per_class": 20}, ...}
+    args: dict[str, dict[str, Any]] = field(default_factory=dict)
     # one training run each: {"run_id"} of a run made already, or {"dataset"?, "arch", ...};
     # without a dataset, the version the dataset stage made (or the chain's parent job)
     runs: tuple[dict[str, Any], ...] = ()
@@ -70,21 +71,19 @@ def crawl_steps(req: FlowRequest, _done: Done) -> list[Branch]:
             for species, source in req.crawls]
 
 
-def dedupe_steps(req: FlowRequest, _done: Done) -> list[Branch]:
-    return [[("dedupe", dict(req.dedupe))]]
+def jobs_of(*kinds: str) -> Callable[[FlowRequest, Done], list[Branch]]:
+    """A stage that runs these kinds one after the other, each with its ``req.args``."""
+
+    def steps(req: FlowRequest, _done: Done) -> list[Branch]:
+        return [[(kind, dict(req.args.get(kind, {}))) for kind in kinds]] if kinds else []
+
+    return steps
 
 
-def review_steps(req: FlowRequest, _done: Done) -> list[Branch]:
+def review_steps(req: FlowRequest, done: Done) -> list[Branch]:
     if req.review not in REVIEWS:
         raise UsageError(f"review must be one of {', '.join(REVIEWS)}, not {req.review!r}")
-    kinds = REVIEWS[req.review]
-    if not kinds:
-        return []
-    return [[(kind, dict(req.review_args) if kind == "review_push" else {}) for kind in kinds]]
-
-
-def dataset_steps(req: FlowRequest, _done: Done) -> list[Branch]:
-    return [[("dataset_create", dict(req.dataset))]]
+    return jobs_of(*REVIEWS[req.review])(req, done)
 
 
 def train_steps(req: FlowRequest, done: Done) -> list[Branch]:
@@ -109,9 +108,10 @@ class Stage:
 
 FLOW: tuple[Stage, ...] = (
     Stage("crawl", crawl_steps, tolerated=("CrawlFailed",)),
-    Stage("dedupe", dedupe_steps),
+    Stage("dedupe", jobs_of("dedupe")),
+    # a new stage is one line at its place, e.g. Stage("curate", jobs_of("predict", "curate"))
     Stage("review", review_steps),
-    Stage("dataset", dataset_steps),
+    Stage("dataset", jobs_of("dataset_create")),
     Stage("train", train_steps),
 )
 STAGE_NAMES = tuple(stage.name for stage in FLOW)
@@ -247,7 +247,7 @@ def crawl_chain(species: str, source: str, limit: int | None = None,
         review = bool(get_settings().label_studio_url)
     req = FlowRequest(crawls=((species, source),), limit=limit,
                       review="push" if review else "none",
-                      review_args={"species": [species]})
+                      args={"review_push": {"species": [species]}})
     [chain] = chains(req, ("crawl", "dedupe", "review"))
     return chain
 

@@ -28,7 +28,7 @@ def test_the_stages_in_order() -> None:
 
 def test_chains_fan_out_at_the_first_stage_only() -> None:
     req = FlowRequest(crawls=(("mola", "wikimedia"), ("mola", "baike")), limit=5,
-                      review="push", review_args={"species": ["mola"]})
+                      review="push", args={"review_push": {"species": ["mola"]}})
     built = chains(req, ("crawl", "dedupe", "review"))
     assert [[kind for kind, _ in chain] for chain in built] == [
         ["crawl", "dedupe", "review_push"]] * 2
@@ -64,7 +64,7 @@ def test_in_process_listener_and_user_errors(sqlite_env, fishdata: Path) -> None
     [failed] = run_jobs(bad, tolerated=("UsageError",))
     assert failed.state == JobState.FAILED and failed.error.startswith("UsageError: ")
 
-    done = run_flow(FlowRequest(dedupe={"radius": 4}), ("crawl", "dedupe"))
+    done = run_flow(FlowRequest(args={"dedupe": {"radius": 4}}), ("crawl", "dedupe"))
     assert list(done) == ["dedupe"]  # no crawls asked for: the stage has no jobs
     assert done["dedupe"][0].result["radius"] == 4
     with session_scope() as session:

@@ -61,21 +61,30 @@ def _tail(path: Any, lines: int = 5) -> str:
     return " | ".join(text[-lines:])
 
 
-def _child_env() -> dict[str, str]:
-    """The environment, with this very ``crawler`` package first on the child's path."""
-    env = os.environ.copy()
+CRAWL_ENV_PREFIX = "SHOAL_CRAWL_"
+
+
+def _child_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment, with this very ``crawler`` package first on the child's path and the
+    crawl's own ``SHOAL_CRAWL_*`` overrides on top."""
+    wrong = sorted(k for k in overrides or {} if not k.startswith(CRAWL_ENV_PREFIX))
+    if wrong:
+        raise ValueError(f"only {CRAWL_ENV_PREFIX}* settings can be set per crawl, not "
+                         f"{', '.join(wrong)}")
+    env = {**os.environ, **(overrides or {})}
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env
 
 
-def _run_child(crawl_job_id: int, progress: Progress | None) -> int:
+def _run_child(crawl_job_id: int, progress: Progress | None,
+               env: dict[str, str] | None = None) -> int:
     log = log_path(get_settings().data_dir, crawl_job_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as err:
         child = subprocess.Popen(
             [sys.executable, "-m", "crawler.crawl_process", str(crawl_job_id)],
-            stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env(),
+            stdout=subprocess.PIPE, stderr=err, text=True, env=_child_env(env),
         )
         try:
             assert child.stdout is not None
@@ -115,12 +124,15 @@ def run_crawl(
     limit: int | None = None,
     job_id: int | None = None,
     progress: Progress | None = None,
+    env: dict[str, str] | None = None,
 ) -> int:
     """Crawl ``source`` for one species; returns the ``crawl_jobs.id``.
 
     ``job_id`` ties the crawl to a queued ``jobs`` row: a redelivered task finds its crawl job
     again and resumes it (Scrapy's JOBDIR) instead of starting a second one, and a finished one
-    is not crawled twice. ``progress`` is called with each image result. Raises
+    is not crawled twice. ``progress`` is called with each image result. ``env``: ``SHOAL_CRAWL_*``
+    settings for this crawl alone (the demo points every spider at its local site so, wherever
+    the job runs). Raises
     ``UnknownSource``, ``catalog.species.UnknownSpecies`` or ``CrawlFailed`` (the error is
     recorded on the crawl job first).
     """
@@ -129,7 +141,7 @@ def run_crawl(
     if row.state == JobState.SUCCEEDED:
         return row.id
     try:
-        rc = _run_child(row.id, progress)
+        rc = _run_child(row.id, progress, env)
     except KeyboardInterrupt:
         _check(row.id, -signal.SIGINT)
         raise

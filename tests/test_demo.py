@@ -43,6 +43,27 @@ def test_demo_runs_every_stage_and_summarises(sqlite_env, fishdata):
     assert report == (sqlite_env.data_dir / "runs" / str(run["id"]) / "report.html").resolve()
     assert report.is_file() and "<html" in report.read_text()[:500].lower()
 
+    # every stage ran as jobs: one succeeded job per stage (one per crawl), timed, with results
+    listed = runner.invoke(app, ["jobs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    jobs = sorted(json.loads(listed.stdout), key=lambda j: j["id"])
+    kinds = [j["kind"] for j in jobs]
+    assert kinds == ["crawl"] * 4 + ["dedupe", "curate", "auto_accept", "dataset_create",
+                                     "train", "predict"]
+    for job in jobs:
+        assert job["state"] == "succeeded", job
+        assert job["started_at"] and job["finished_at"] and job["result"] is not None, job
+        assert job["worker_host"].startswith("in-process@")
+    by_kind = {j["kind"]: j["result"] for j in jobs}
+    assert {(j["args"]["species"], j["args"]["source"]) for j in jobs[:4]} == {
+        (s, src) for s in ("bd-mola", "bd-shing") for src in ("shop:market", "wikimedia")}
+    assert by_kind["auto_accept"]["approved"] == summary["stages"]["approved"]
+    assert by_kind["curate"]["run_id"] == curation["run_id"]
+    assert by_kind["predict"]["predicted"] == summary["predicted"]["images"]
+    assert by_kind["dataset_create"]["name"] == "v1"
+    assert by_kind["train"]["run_id"] == run["id"]
+    assert by_kind["dedupe"]["duplicates"] == summary["duplicates"]
+
 
 def test_demo_without_photos_fails_clearly(sqlite_env, tmp_path):
     result = runner.invoke(app, ["demo", "--fishdata", str(tmp_path / "none")])

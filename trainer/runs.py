@@ -151,6 +151,15 @@ def run_summary(session: Session, run: TrainingRun) -> dict[str, Any]:
     }
 
 
+def resume_run(session: Session, run_id: int, epochs: int | None = None) -> TrainingRun:
+    """Ready a run to train again from its last checkpoint (``epochs``: train it further)."""
+    run = get_run(session, run_id)
+    if epochs:
+        run.hyperparams = {**run.hyperparams, "epochs": epochs}
+    run.state = JobState.QUEUED  # a queue worker skips runs that already succeeded
+    return run
+
+
 def list_runs(session: Session, limit: int = 50) -> list[dict[str, Any]]:
     """The newest runs first, as rows of the study's table."""
     runs = session.scalars(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(limit))

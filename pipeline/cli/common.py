@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,8 +24,10 @@ from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from catalog.db import CatalogUnavailable, check_migrated, session_scope
+from catalog.models import Job, JobState
 from catalog.species import SpeciesFileError, UnknownSpecies
 from pipeline.errors import ShoalError
+from trainer.errors import TrainingError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -35,6 +37,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON in
 # exceptions a user can cause, mapped to exit codes; anything else is a bug and shows a traceback
 USER_ERRORS: dict[type[BaseException], int] = {
     UnknownSpecies: 2,
+    TrainingError: 2,  # what the trainer refuses: bad options, data or weights
     SpeciesFileError: 2,
     CatalogUnavailable: 3,
 }
@@ -95,3 +98,49 @@ def progress_bar() -> Progress:
         console=err_console,
         transient=False,
     )
+
+
+STEP_LABELS = {"features": "backbone features", "train": "training batch", "epoch": "epochs",
+               "cross-validation": "recipes cross-validated", "images": "images",
+               "files": "files"}
+
+
+def job_label(kind: str, args: dict[str, Any]) -> str:
+    if kind == "crawl":
+        return f"{args.get('species')} · {args.get('source')}"
+    if kind == "train" and args.get("run_id"):
+        return f"run {args['run_id']}"
+    return kind.replace("_", " ")
+
+
+class JobBars:
+    """Rich progress bars for jobs: fed by their bodies' steps when they run in this process
+    (``step``, a runner Listener), or by their polled rows when workers run them (``row``)."""
+
+    def __init__(self, bar: Progress,
+                 label: Callable[[str, dict[str, Any]], str] = job_label) -> None:
+        self.bar, self.label = bar, label
+        self.tasks: dict[tuple[int, str], Any] = {}
+
+    def step(self, ctx: Any, stage: str, done: int, total: int) -> None:
+        key = (ctx.job_id, stage)
+        if key not in self.tasks:
+            name = self.label(ctx.kind, ctx.args)
+            what = STEP_LABELS.get(stage, stage)
+            self.tasks[key] = self.bar.add_task(
+                name if what in ("images", "files") else f"{name}: {what}", total=total or None)
+        self.bar.update(self.tasks[key], completed=done, total=total or None)
+
+    def row(self, job: Job) -> None:
+        steps = [t for (job_id, stage), t in self.tasks.items() if job_id == job.id and stage]
+        if steps:  # it ran here and its bars followed its body: close them at what was done
+            if job.state in JobState.FINISHED:
+                for task in steps:
+                    self.bar.update(task, total=self.bar.tasks[task].completed)
+            return
+        key = (job.id, "")
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(self.label(job.kind, job.args), total=100)
+        note = f" ({job.state}{': ' + job.message if job.message else ''})"
+        self.bar.update(self.tasks[key], completed=round(100 * (job.progress or 0.0)),
+                        description=self.label(job.kind, job.args) + note)

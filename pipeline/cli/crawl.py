@@ -5,65 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from sqlalchemy import select
 
-from catalog.models import CrawlJob, Species
-from catalog.species import get_species
 from pipeline.cli.common import (
     JSON_OPTION,
+    JobBars,
     ShoalGroup,
-    catalog_session,
     console,
     err_console,
     print_json,
     print_table,
     progress_bar,
 )
-from pipeline.errors import ShoalError, UsageError
+from pipeline.errors import ShoalError
+from pipeline.jobs.actions import crawl, crawl_targets
 
 app = typer.Typer(cls=ShoalGroup, help="Crawl encyclopedias, shops and species databases.")
-
-
-def _plan(species: str | None, all_: bool, sources: list[str]) -> list[tuple[str, str]]:
-    from crawler.sources import UnknownSource, chosen_sources, default_sources  # Scrapy
-
-    if bool(species) == all_:
-        raise UsageError("give --species SLUG or --all (for every active species)")
-    try:
-        chosen = chosen_sources(sources, default_sources())
-    except UnknownSource as exc:
-        raise UsageError(str(exc)) from exc
-    with catalog_session() as session:
-        if all_:
-            slugs = list(session.scalars(
-                select(Species.slug).where(Species.active.is_(True)).order_by(Species.id)))
-            if not slugs:
-                raise UsageError("no active species: add some with `shoal species add`")
-        else:
-            assert species is not None
-            slugs = [get_species(session, species).slug]
-    return [(slug, source) for slug in slugs for source in chosen]
-
-
-def _row(slug: str, source: str, crawl_job_id: int | None, error: str | None) -> dict[str, Any]:
-    data: dict[str, Any] = {"species": slug, "source": source, "crawl_job_id": crawl_job_id,
-                            "state": "failed", "stats": {}, "error": error, "warning": None}
-    if crawl_job_id is None:
-        return data
-    with catalog_session() as session:
-        row = session.get(CrawlJob, crawl_job_id)
-        assert row is not None
-        data.update(state=row.state, stats=row.stats or {}, error=row.error,
-                    warning=row.warning, keyword=row.keyword)
-    return data
-
-
-def dedupe_after_crawl() -> dict[str, Any]:
-    """Duplicate detection runs after every crawl, so new images leave `downloaded` at once."""
-    from pipeline.dedupe.grouping import run_dedupe
-
-    with catalog_session() as session:
-        return run_dedupe(session).as_dict()
 
 
 def _summary(rows: list[dict[str, Any]]) -> None:
@@ -96,7 +52,7 @@ def _summary(rows: list[dict[str, Any]]) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def crawl(
+def crawl_cmd(
     species: str = typer.Option(None, "--species", "-s", help="Slug of the species to crawl."),
     all_: bool = typer.Option(False, "--all", help="Crawl every active species."),
     source: list[str] = typer.Option(
@@ -107,23 +63,12 @@ def crawl(
 ) -> None:
     """Crawl sources for species keywords: images are validated, normalised, hashed and
     catalogued with where they came from; duplicates are found after the crawl."""
-    from crawler.runner import CrawlFailed, run_crawl  # imports Scrapy: only to crawl
-
-    plan = _plan(species, all_, source)
-    rows: list[dict[str, Any]] = []
+    targets = crawl_targets(species, all_, source)
     with progress_bar() as bar:
-        for slug, src in plan:
-            task = bar.add_task(f"{slug} · {src}", total=limit)
-            crawl_job_id, error = None, None
-            try:
-                crawl_job_id = run_crawl(slug, src, limit=limit,
-                                         progress=lambda _r, t=task: bar.advance(t))
-            except CrawlFailed as exc:
-                crawl_job_id, error = exc.crawl_job_id, str(exc)
-            bar.update(task, total=bar.tasks[task].completed)
-            rows.append(_row(slug, src, crawl_job_id, error))
-    dedupe = dedupe_after_crawl()
-    failed = [r for r in rows if r["state"] != "succeeded"]
+        bars = JobBars(bar)
+        outcome = crawl(targets, limit, listener=bars.step, watch=bars.row)
+    rows, dedupe = outcome.result["crawls"], outcome.result["dedupe"]
+    failed = outcome.failed
     if as_json:
         print_json({"crawls": rows, "dedupe": dedupe})
     else:

@@ -10,20 +10,18 @@ from catalog.dataset_versions import ItemFilter, diff_versions, list_versions
 from catalog.splits import SPLITS
 from pipeline.cli.common import (
     JSON_OPTION,
+    JobBars,
     ShoalGroup,
     catalog_session,
     console,
     print_json,
     print_table,
+    progress_bar,
 )
-from pipeline.datasets.export import FORMATS, export_version
-from pipeline.datasets.versions import (
-    create_version,
-    get_version,
-    version_detail,
-    version_summary,
-)
+from pipeline.datasets.export import FORMATS
+from pipeline.datasets.versions import get_version, version_detail, version_summary
 from pipeline.errors import UsageError
+from pipeline.jobs.actions import create_dataset, export_dataset
 
 dataset_app = typer.Typer(
     cls=ShoalGroup, help="Immutable dataset versions: create, list, show, diff, export."
@@ -51,12 +49,11 @@ def create_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Freeze the approved images into a new immutable version, with its manifest."""
-    with catalog_session() as session:
-        version = create_version(
-            session, name=name, species=species or None,
-            min_per_class=min_per_class, val_ratio=val_ratio,
-        )
-        data = version_summary(version)
+    args = {"name": name, "species": species or None, "min_per_class": min_per_class,
+            "val_ratio": val_ratio}
+    with progress_bar() as bar:
+        bars = JobBars(bar, label=lambda _kind, _args: "dataset create")
+        data = create_dataset(args, listener=bars.step, watch=bars.row).result
     if as_json:
         print_json(data)
         return
@@ -164,12 +161,11 @@ def export_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Write a version out: imagefolder (train|val/<species>/<sha256>.jpg) or its manifest."""
-    with catalog_session() as session:
-        row = get_version(session, version)
-        path = export_version(session, row.id, fmt, out, copy=copy)
-        data = {"version": row.name, "format": fmt, "out": str(path), "n_items": row.n_items,
-                "n_train": row.n_train, "n_val": row.n_val}
+    with progress_bar() as bar:
+        bars = JobBars(bar, label=lambda _kind, _args: f"export {version}")
+        data = export_dataset(version, fmt, out, copy, listener=bars.step, watch=bars.row).result
     if as_json:
         print_json(data)
         return
-    console.print(f"exported {data['version']} ({data['n_items']} images) as {fmt} to {path}")
+    console.print(f"exported {data['version']} ({data['n_items']} images) as {fmt} to "
+                  f"{data['out']}")

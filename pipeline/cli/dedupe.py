@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from pipeline.cli.common import (
     JSON_OPTION,
-    catalog_session,
+    JobBars,
     console,
     print_json,
     print_table,
     progress_bar,
 )
-from pipeline.dedupe.grouping import (
-    DEFAULT_DHASH_RADIUS,
-    DEFAULT_RADIUS,
-    MAX_RADIUS,
-    DedupeReport,
-    run_dedupe,
-)
+from pipeline.dedupe.grouping import DEFAULT_DHASH_RADIUS, DEFAULT_RADIUS, MAX_RADIUS
 from pipeline.errors import UsageError
+from pipeline.jobs.actions import dedupe
 
 
 def dedupe_cmd(
@@ -39,48 +36,43 @@ def dedupe_cmd(
         raise UsageError(f"--radius must be within 0..{MAX_RADIUS}, got {radius}")
     if not 0 <= dhash_radius <= 64:
         raise UsageError(f"--dhash-radius must be within 0..64, got {dhash_radius}")
-    with catalog_session() as session, progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def step(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        report = run_dedupe(session, radius=radius, dhash_radius=dhash_radius, rescan=rescan,
-                            dry_run=dry_run, top=top, progress=step)
-        if dry_run:
-            session.rollback()
+    args = {"radius": radius, "dhash_radius": dhash_radius, "rescan": rescan,
+            "dry_run": dry_run, "top": top}
+    with progress_bar() as bar:
+        bars = JobBars(bar, label=lambda _kind, _args: "dedupe")
+        report = dedupe(args, listener=bars.step, watch=bars.row).result
     if as_json:
-        print_json(report.as_dict())
+        print_json(report)
         return
     _print_report(report)
 
 
-def _print_report(report: DedupeReport) -> None:
-    what = "would change" if report.dry_run else "changed"
+def _print_report(r: dict[str, Any]) -> None:
+    """A DedupeReport, as its job result (``DedupeReport.as_dict``) holds it."""
+    what = "would change" if r["dry_run"] else "changed"
     console.print(
-        f"{report.images} hashed images, {report.new_images} new "
-        f"({report.mode}, pHash <= {report.radius}, dHash <= {report.dhash_radius}); "
-        f"{report.pixel_pairs} identical-pixel and {report.near_pairs} near pairs "
-        f"({report.rejected_by_dhash} refused by dHash) in {report.seconds:.1f}s"
+        f"{r['images']} hashed images, {r['new_images']} new "
+        f"({r['mode']}, pHash <= {r['radius']}, dHash <= {r['dhash_radius']}); "
+        f"{r['pixel_pairs']} identical-pixel and {r['near_pairs']} near pairs "
+        f"({r['rejected_by_dhash']} refused by dHash) in {r['seconds']:.1f}s"
     )
     console.print(
-        f"{what}: {report.groups_created} groups created, {report.groups_merged} merged, "
-        f"{report.groups_changed} updated; {report.marked_unique} marked unique, "
-        f"{report.marked_duplicate} duplicate, {report.links_written} links"
+        f"{what}: {r['groups_created']} groups created, {r['groups_merged']} merged, "
+        f"{r['groups_changed']} updated; {r['marked_unique']} marked unique, "
+        f"{r['marked_duplicate']} duplicate, {r['links_written']} links"
     )
-    console.print(f"{report.groups} groups holding {report.duplicates} duplicates; sizes: "
-                  + ", ".join(f"{k}: {v}" for k, v in sorted(report.sizes.items())))
-    if report.top_groups:
+    console.print(f"{r['groups']} groups holding {r['duplicates']} duplicates; sizes: "
+                  + ", ".join(f"{k}: {v}" for k, v in sorted(r["sizes"].items(),
+                                                             key=lambda kv: int(kv[0]))))
+    if r["top_groups"]:
         print_table("largest groups", ["group", "size", "canonical", "species", "conflict"], [
-            (g.group_id or "new", g.size, g.canonical_id, ", ".join(g.species_slugs),
-             "yes" if g.conflict else "")
-            for g in report.top_groups
+            (g["group_id"] or "new", g["size"], g["canonical_id"], ", ".join(g["species_slugs"]),
+             "yes" if g["conflict"] else "")
+            for g in r["top_groups"]
         ])
-    if report.conflicts:
-        print_table(f"{len(report.conflicts)} conflicts: one photo, several species",
+    if r["conflicts"]:
+        print_table(f"{len(r['conflicts'])} conflicts: one photo, several species",
                     ["group", "size", "canonical", "species"], [
-            (g.group_id or "new", g.size, g.canonical_id, ", ".join(g.species_slugs))
-            for g in report.conflicts
+            (g["group_id"] or "new", g["size"], g["canonical_id"], ", ".join(g["species_slugs"]))
+            for g in r["conflicts"]
         ])

@@ -18,16 +18,15 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import ServiceUnavailable, UsageError
-from pipeline.jobs.schedules import crawl_chain
+from pipeline.jobs.broker import QUEUE_OF
+from pipeline.jobs.flow import crawl_chain, train_chain, where_jobs_run
 from pipeline.jobs.submit import (
-    broker_configured,
     cancel,
     job_detail,
     job_dict,
     list_jobs,
     retry,
     submit_chain,
-    train_chain,
 )
 from pipeline.jobs.sweeper import sweep
 
@@ -65,7 +64,7 @@ def report_submitted(jobs: list[Job], as_json: bool) -> None:
     if as_json:
         print_json([job_dict(j) for j in jobs])
     else:
-        where = "queued" if broker_configured() else "ran in-process"
+        where = where_jobs_run()
         for job in jobs:
             tail = note(job_dict(job))
             console.print(f"job {job.id} {job.kind}: {job.state} ({where})"
@@ -159,8 +158,7 @@ def jobs_sweep(as_json: bool = JSON_OPTION) -> None:
 
 @jobs_app.command("submit")
 def jobs_submit(
-    kind: str = typer.Argument(..., help="crawl, import_photos, dedupe, review_push, "
-                               "review_pull, dataset_create, dataset_export, train."),
+    kind: str = typer.Argument(..., help=f"One of: {', '.join(QUEUE_OF)}."),
     arg: list[str] = ARG_OPTION,
     key: str = typer.Option(None, "--idempotency-key", help="Submitting the same key again "
                             "returns the first job instead of queueing another."),
@@ -194,6 +192,6 @@ def jobs_train(
                                     "(epochs=10, lr=1e-4, batch_size=16); repeatable."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """The training chain: [dataset create ->] export -> train."""
+    """The training chain: [dataset create ->] train."""
     report_submitted(submit_chain(train_chain(version, arch, mode, weights, parse_args(hyper))),
                      as_json)

@@ -14,9 +14,8 @@ from catalog.leases import LeaseHeld
 from catalog.settings import get_settings
 from labeling.client import LabelStudioError, LabelStudioUnavailable, make_client
 from labeling.config import ConfigError
-from labeling.project import PROJECT_TITLE, setup_project
-from labeling.pull import pull_annotations
-from labeling.push import ORDERS, push_tasks
+from labeling.project import PROJECT_TITLE
+from labeling.push import ORDERS
 from labeling.record import Annotators
 from labeling.status import SPECIES_COLUMNS, review_status
 from labeling.webhooks import Bounds, WebhookServer
@@ -29,6 +28,7 @@ from pipeline.cli.common import (
     print_table,
 )
 from pipeline.errors import ServiceUnavailable, ShoalError, UsageError
+from pipeline.jobs.actions import one_job
 
 if TYPE_CHECKING:
     from label_studio_sdk import LabelStudio
@@ -67,22 +67,18 @@ def setup_cmd(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create or update the review project, its image storage and its webhook (idempotent)."""
-    settings = get_settings()
-    root = (files_root or settings.data_dir).resolve()
-    if files_root is None:
-        settings.image_dir.mkdir(parents=True, exist_ok=True)
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    client = client_from_settings()
-    with catalog_session() as session, label_studio_errors():
-        report = setup_project(session, client, files_root=root, overlap=overlap,
-                               webhook_url=webhook_url, webhook_secret=secret)
+    args = {"files_root": str(files_root.resolve()) if files_root else None,
+            "overlap": overlap, "webhook_url": webhook_url}
+    with label_studio_errors():
+        report = one_job("review_setup", args).result
     if as_json:
-        print_json(report.as_dict())
+        print_json(report)
         return
-    verb = "created" if report.project_created else "updated" if report.config_updated else "kept"
-    console.print(f"{verb} project {PROJECT_TITLE!r} (id {report.project_id}) with "
-                  f"{report.species} species; image storage {report.storage_id}"
-                  + (f"; webhook {report.webhook_id}" if report.webhook_id else ""))
+    verb = ("created" if report["project_created"] else
+            "updated" if report["config_updated"] else "kept")
+    console.print(f"{verb} project {PROJECT_TITLE!r} (id {report['project_id']}) with "
+                  f"{report['species']} species; image storage {report['storage_id']}"
+                  + (f"; webhook {report['webhook_id']}" if report["webhook_id"] else ""))
 
 
 @review_app.command("push")
@@ -104,38 +100,36 @@ def push_cmd(
         raise UsageError(f"--order must be one of {', '.join(ORDERS)}")
     if auto_accept is not None and auto_accept <= 0:
         raise UsageError("--auto-accept takes a probability above 0 (e.g. 0.9)")
-    client = client_from_settings()
-    with catalog_session() as session, label_studio_errors():
-        report = push_tasks(session, client, species=species or None, limit=limit,
-                            order=order, batch_size=batch_size, auto_accept_at=auto_accept)
+    args = {"species": species or None, "limit": limit, "order": order,
+            "batch_size": batch_size, "auto_accept": auto_accept}
+    with label_studio_errors():
+        r = one_job("review_push", args).result
     if as_json:
-        print_json(report.as_dict())
+        print_json(r)
         return
-    if report.auto_accepted is not None:
-        a = report.auto_accepted
-        console.print(f"auto-accepted {a.approved} images (curation run {a.curation_run_id}, "
-                      f"out-of-fold probability >= {a.threshold}): recorded as decided by "
-                      "the model")
-    console.print(f"pushed {report.pushed} of {report.candidates} images in "
-                  f"{report.requests} requests ({report.seconds:.1f}s)"
-                  + (f"; settled {report.reconciled + report.requeued} from an interrupted "
-                     "push" if report.reconciled or report.requeued else ""))
+    if r.get("auto_accepted"):
+        a = r["auto_accepted"]
+        console.print(f"auto-accepted {a['approved']} images (curation run "
+                      f"{a['curation_run_id']}, out-of-fold probability >= {a['threshold']}): "
+                      "recorded as decided by the model")
+    console.print(f"pushed {r['pushed']} of {r['candidates']} images in "
+                  f"{r['requests']} requests ({r['seconds']:.1f}s)"
+                  + (f"; settled {r['reconciled'] + r['requeued']} from an interrupted "
+                     "push" if r["reconciled"] or r["requeued"] else ""))
 
 
 @review_app.command("pull")
 def pull_cmd(as_json: bool = JSON_OPTION) -> None:
     """Read every annotation from Label Studio and resolve the decisions that changed."""
-    client = client_from_settings()
-    with catalog_session() as session, label_studio_errors():
-        report = pull_annotations(session, client)
+    with label_studio_errors():
+        r = one_job("review_pull", {}).result
     if as_json:
-        print_json(report.as_dict())
+        print_json(r)
         return
-    d = report.decisions
-    console.print(f"{report.annotations} annotations on {report.tasks} tasks; "
-                  f"{report.changed_tasks} tasks changed ({report.deleted} deletions): "
-                  f"{d.outcomes['approved']} approved, {d.outcomes['rejected']} rejected, "
-                  f"{d.outcomes['pending']} pending")
+    d = r["decisions"]
+    console.print(f"{r['annotations']} annotations on {r['tasks']} tasks; "
+                  f"{r['changed_tasks']} tasks changed ({r['deleted']} deletions): "
+                  f"{d['approved']} approved, {d['rejected']} rejected, {d['pending']} pending")
 
 
 @review_app.command("serve-webhooks")

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from catalog.models import JobState, TrainingRun
 from pipeline.cli.common import (
     JSON_OPTION,
+    STEP_LABELS,
+    JobBars,
     ShoalGroup,
     catalog_session,
     console,
@@ -19,7 +19,7 @@ from pipeline.cli.common import (
     progress_bar,
 )
 from pipeline.errors import UsageError
-from trainer.errors import TrainingError
+from pipeline.jobs.actions import TrainRequest, train
 
 runs_app = typer.Typer(cls=ShoalGroup, help="Training runs: list, show, compare.")
 
@@ -41,64 +41,16 @@ def _parse_lrs(text: str) -> list[float]:
     return lrs
 
 
-def _queue_submit():  # type: ignore[no-untyped-def]
-    try:
-        from pipeline.jobs.submit import submit
-    except ImportError:
-        return None
-    return submit
-
-
 def _progress(bar, prefix: str):  # type: ignore[no-untyped-def]
     tasks: dict[str, Any] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
         if stage not in tasks:
-            label = {"features": "backbone features", "train": "training batch",
-                     "epoch": "epochs", "cross-validation": "recipes cross-validated"
-                     }.get(stage, stage)
-            tasks[stage] = bar.add_task(f"{prefix}: {label}", total=total)
+            tasks[stage] = bar.add_task(f"{prefix}: {STEP_LABELS.get(stage, stage)}",
+                                        total=total)
         bar.update(tasks[stage], completed=done, total=total)
 
     return progress
-
-
-def _run_here(run_id: int) -> TrainingRun:
-    from trainer.train import train_run
-
-    with progress_bar() as bar:
-        try:
-            return train_run(run_id, progress=_progress(bar, f"run {run_id}"))
-        except TrainingError as exc:
-            raise UsageError(f"run {run_id} failed: {exc}") from exc
-
-
-RECIPES = ("study", "best", "select")
-
-
-def _select(dataset: str, arch: str, weights: str, mode: str, fixed: dict[str, Any],
-            folds: int) -> Any:
-    """Choose the recipe by cross-validation on the dataset's training split (here, now)."""
-    from catalog.settings import get_settings
-    from catalog.store import ImageStore
-    from trainer.data import check_source, load_source
-    from trainer.recipe import select_recipe
-
-    if mode != "frozen":
-        raise UsageError("--recipe select trains heads on cached features: it needs "
-                         "--mode frozen")
-    with catalog_session() as session:
-        try:
-            source = load_source(session, dataset, ImageStore(get_settings().image_dir))
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
-    with progress_bar() as bar:
-        try:
-            check_source(source)
-            return select_recipe(source, arch, weights, fixed=fixed, folds=folds,
-                                 progress=_progress(bar, "recipe selection"))
-        except TrainingError as exc:
-            raise UsageError(f"recipe selection failed: {exc}") from exc
 
 
 def train_cmd(
@@ -147,85 +99,30 @@ def train_cmd(
 ) -> None:
     """Train a classifier with the study's recipe (frozen base, new head, Adam), Shoal's best
     recipe, one chosen by cross-validation on the training split, or a sweep."""
-    from trainer.recipe import BEST_RECIPE
-    from trainer.runs import create_run, get_run, run_dir
-
-    if recipe not in RECIPES:
-        raise UsageError(f"--recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
-    lrs: list[float | None] = list(_parse_lrs(lr)) if lr else [None]
-    selection = None
-    hyper: dict[str, Any] = {
+    given: dict[str, Any] = {
         "epochs": epochs, "batch_size": batch_size, "views": views,
         "weight_decay": weight_decay, "seed": seed, "image_size": image_size, "tta": tta,
         "eval_fit": eval_fit, "label_smoothing": label_smoothing,
         "feature_layers": feature_layers, "feature_norm": feature_norm,
         "fast": False if plain else None,
     }
-    given = {k: v for k, v in hyper.items() if v is not None}
-    if recipe == "best":
-        hyper = {**BEST_RECIPE, **given}
-        lrs = lrs if lr else [BEST_RECIPE.get("lr")]
-    elif recipe == "select" and resume is None:
-        if not dataset:
-            raise UsageError("--dataset is required (a version name or id, or a folder)")
-        if len(lrs) > 1:
-            raise UsageError("--recipe select chooses the learning rate: give one --lr at most")
-        selection = _select(dataset, arch, weights, mode,
-                            {**given, **({"lr": lrs[0]} if lr else {})}, folds)
-        hyper, lrs = dict(selection.best), [selection.best["lr"]]
-        if not as_json:
-            console.print(f"recipe chosen by {selection.folds}-fold cross-validation on "
-                          f"{selection.n_train} training images ({len(selection.scores)} "
-                          f"recipes, {selection.seconds:.0f} s): cv accuracy "
-                          f"{selection.score.accuracy:.3f}; "
-                          + ", ".join(f"{k} {hyper[k]}" for k in selection.varied))
-    hyper.pop("lr", None)
-    with catalog_session() as session:
-        if resume is not None:
-            try:
-                run = get_run(session, resume)
-            except TrainingError as exc:
-                raise UsageError(str(exc)) from exc
-            if epochs:
-                run.hyperparams = {**run.hyperparams, "epochs": epochs}
-            run.state = JobState.QUEUED  # a queue worker skips runs that already succeeded
-            run_ids = [run.id]
-        else:
-            if not dataset:
-                raise UsageError("--dataset is required (a version name or id, or a folder)")
-            try:
-                run_ids = [create_run(session, dataset=dataset, arch=arch, weights=weights,
-                                      mode=mode, lr=value, **hyper).id for value in lrs]
-            except TrainingError as exc:
-                raise UsageError(str(exc)) from exc
-    if selection is not None:
-        out = run_dir(run_ids[0])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe-selection.json").write_text(
-            json.dumps(selection.as_dict(), indent=1, default=str))
-    submit = _queue_submit() if (queue or len(run_ids) > 1) else None
-    results = []
-    for run_id in run_ids:
-        if submit is not None:
-            job = submit("train", {"run_id": run_id})
-            results.append({"run": run_id, "job": job.id, "job_state": job.state,
-                            "queued": True})
-            continue
-        if queue or len(run_ids) > 1:
-            console.print("[yellow]the job queue is not installed here: training in this "
-                          "process[/]")
-        run = _run_here(run_id)
-        results.append({"run": run_id, "state": run.state,
-                        **({"recipe": selection.best, "cv_accuracy": selection.score.accuracy}
-                           if selection is not None else {}),
-                        "best_val_accuracy": run.best_val_accuracy,
-                        "final_val_loss": run.final_val_loss,
-                        "train_seconds": run.train_seconds,
-                        "tensorboard": run.tensorboard_dir,
-                        "checkpoint": run.best_checkpoint_path})
+    req = TrainRequest(dataset=dataset, arch=arch, weights=weights, mode=mode, recipe=recipe,
+                       given=given, lrs=_parse_lrs(lr) if lr else None, folds=folds,
+                       resume=resume, epochs=epochs)
+    with progress_bar() as bar:
+        bars = JobBars(bar)
+        outcome = train(req, wait=False if queue else None, listener=bars.step,
+                        watch=bars.row, selecting=_progress(bar, "recipe selection"))
+    results, selection = outcome.result, outcome.selection
     if as_json:
         print_json(results)
         return
+    if selection is not None:
+        console.print(f"recipe chosen by {selection.folds}-fold cross-validation on "
+                      f"{selection.n_train} training images ({len(selection.scores)} "
+                      f"recipes, {selection.seconds:.0f} s): cv accuracy "
+                      f"{selection.score.accuracy:.3f}; "
+                      + ", ".join(f"{k} {selection.best[k]}" for k in selection.varied))
     for r in results:
         if r.get("queued"):
             console.print(f"run {r['run']}: job {r['job']} ({r['job_state']}); follow it with "
@@ -276,10 +173,7 @@ def runs_show(
     from trainer.runs import run_detail
 
     with catalog_session() as session:
-        try:
-            data = run_detail(session, run_id)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
+        data = run_detail(session, run_id)
     if as_json:
         print_json(data)
         return
@@ -307,10 +201,7 @@ def runs_compare(
     from trainer.runs import compare_runs
 
     with catalog_session() as session:
-        try:
-            rows = compare_runs(session, run_ids)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
+        rows = compare_runs(session, run_ids or None)
     if as_json:
         print_json(rows)
     else:
@@ -329,10 +220,7 @@ def runs_promote(
     from trainer.runs import promote_run
 
     with catalog_session() as session:
-        try:
-            row = promote_run(session, run_id, note)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
+        row = promote_run(session, run_id, note)  # TrainingError: exit 2 (cli.common)
         data = {"run": row.run_id, "promoted_at": row.created_at, "note": row.note}
     if as_json:
         print_json(data)
@@ -350,10 +238,7 @@ def predict_cmd(
     from trainer.predict import predict_files
 
     with catalog_session() as session:
-        try:
-            results = predict_files(session, run, images, top_k)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
+        results = predict_files(session, run, images, top_k)
     if as_json:
         print_json(results)
         return
@@ -371,8 +256,5 @@ def report_cmd(
     from trainer.report import write_report
 
     with catalog_session() as session:
-        try:
-            path = write_report(session, run, out)
-        except TrainingError as exc:
-            raise UsageError(str(exc)) from exc
+        path = write_report(session, run, out)
     console.print(f"report written to {path}")

@@ -1,8 +1,7 @@
 """The main job end to end on the embedded default: crawl the bundled demo site, dedupe, let
-the model make its first pass (curate), review (Label Studio when configured, suspects first;
-else the model approves only what it is sure of and holds the suspects back), freeze a dataset
-version, train the fast path, predict the images still waiting for review, and summarise every
-stage with the suspects held back and the accuracy before and after.
+the model make its first pass (curate), review (Label Studio, else the model approves what it
+is sure of), freeze a dataset version, train the fast path, score what still waits for review,
+and summarise every stage.
 
 The demo site serves the real photos of ../shared/fishdata/web-20 behind pages shaped like the
 real sources (pipeline.demo.site), so the whole platform runs with no network and no services.
@@ -10,11 +9,10 @@ real sources (pipeline.demo.site), so the whole platform runs with no network an
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.db import session_scope, upgrade
-from catalog.models import Image, ImageStatus
+from catalog.models import DatasetVersion, Image, ImageStatus, ImageSuspicion, Job, JobState
 from catalog.settings import get_settings
 from catalog.species import ensure_default_species, load_species_file, upsert_species
 from catalog.stats import catalog_stats
 from pipeline.errors import UsageError
+from pipeline.jobs.actions import first_line
+from pipeline.jobs.flow import Done, FlowRequest, where_jobs_run
 
 DEMO_SPECIES_FILE = Path(__file__).parent / "demo_species.yaml"
 DEMO_SOURCES = ("wikimedia", "inaturalist", "gbif", "baike", "shop:market")
@@ -60,14 +60,14 @@ class DemoSummary:
     duplicate_groups: int = 0
     conflicts: int = 0
     review: str = ""
-    curation: dict[str, Any] = field(default_factory=dict)
-    held_back: dict[str, Any] = field(default_factory=dict)
-    accuracy: dict[str, Any] = field(default_factory=dict)
-    predicted: dict[str, Any] = field(default_factory=dict)
     version: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     report: str = ""
     tensorboard: str = ""
+    curation: dict[str, Any] = field(default_factory=dict)
+    held_back: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    predicted: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -95,7 +95,8 @@ def register_species(session: Session, chosen: list[tuple[str, str, Path]]) -> N
 
 @contextmanager
 def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
-    """The local site, with every spider pointed at it through the environment."""
+    """The local site serving the chosen species (on loopback: crawl workers, if any, must run
+    on this machine). Its ``env()`` points a crawl's spiders at it."""
     from pipeline.demo.site.server import serve
 
     species_map: dict[str, Path] = {}
@@ -103,124 +104,7 @@ def demo_site(chosen: list[tuple[str, str, Path]]) -> Iterator[Any]:
         species_map[latin] = folder
         species_map[folder.name] = folder
     with serve(chosen[0][2].parent, species_map) as site:
-        saved = {k: os.environ.get(k) for k in site.env()}
-        os.environ.update(site.env())
-        try:
-            yield site
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-
-def crawl_all(chosen: list[tuple[str, str, Path]], opts: DemoOptions, summary: DemoSummary,
-              advance: Callable[[str], None]) -> None:
-    from crawler.runner import CrawlFailed, run_crawl
-
-    for slug, _latin, _folder in chosen:
-        for source in opts.sources:
-            try:
-                run_crawl(slug, source, limit=opts.limit)
-                summary.crawl_jobs += 1
-            except CrawlFailed as exc:  # recorded on the crawl job; the demo goes on
-                summary.crawl_failures.append(f"{slug} {source}: {exc}")
-            advance(f"{slug} · {source}")
-
-
-def review_in_label_studio(session: Session, say: Say, auto_accept_at: float) -> str:
-    from labeling.client import make_client
-    from labeling.project import setup_project
-    from labeling.pull import pull_annotations
-    from labeling.push import push_tasks
-
-    s = get_settings()
-    token = s.label_studio_token.get_secret_value() if s.label_studio_token else None
-    client = make_client(s.label_studio_url, token)
-    setup_project(session, client)
-    pushed = push_tasks(session, client, auto_accept_at=auto_accept_at)
-    pulled = pull_annotations(session, client)
-    session.commit()
-    say(f"review: pushed to Label Studio at {s.label_studio_url}: {pushed.as_dict()}")
-    say(f"review: pulled annotations: {pulled.as_dict()}")
-    accepted = pushed.auto_accepted.approved if pushed.auto_accepted else 0
-    return (f"Label Studio at {s.label_studio_url}: {pushed.pushed} tasks pushed, suspects "
-            f"first ({pushed.order} order), annotations pulled; {accepted} images APPROVED BY "
-            f"THE MODEL (out-of-fold probability >= {auto_accept_at}, recorded as its "
-            "decision); the rest wait for a person")
-
-
-def curate_pool(opts: DemoOptions, say: Say, summary: DemoSummary) -> None:
-    """The model's first pass: suspects, reasons, copies, and its out-of-fold accuracy on the
-    keyword labels (the first model: 'before')."""
-    from pipeline.curate.gallery import write_gallery
-    from pipeline.curate.passes import CurateOptions, curate
-
-    with session_scope() as session:
-        report = curate(session, CurateOptions(folds=opts.folds))
-        report.gallery = str(write_gallery(session, report.run_id))
-        summary.curation = report.as_dict()
-        summary.accuracy["before"] = first_pass_accuracy(session, report.run_id)
-    say(f"curate: run {report.run_id}: {report.pool} images, {report.suspects} suspects "
-        f"({', '.join(f'{k} {v}' for k, v in report.reasons.items()) or 'none'}), "
-        f"{report.copies_linked} copies linked; gallery {report.gallery}")
-
-
-def first_pass_accuracy(session: Session, run_id: int) -> dict[str, Any]:
-    """How often the out-of-fold top species agrees with the crawl keyword."""
-    from catalog.models import ImageSuspicion
-
-    rows = session.execute(select(ImageSuspicion.given_label, ImageSuspicion.suggested_label)
-                           .where(ImageSuspicion.run_id == run_id,
-                                  ImageSuspicion.given_probability.is_not(None))).all()
-    agree = sum(given == suggested for given, suggested in rows)
-    return {"what": "first pass: out-of-fold logistic heads on the frozen backbone, against "
-                    "the crawl keywords, every pool image",
-            "accuracy": round(agree / len(rows), 4) if rows else None, "images": len(rows)}
-
-
-def approve_by_model(session: Session, opts: DemoOptions, summary: DemoSummary) -> str:
-    from labeling.autoaccept import auto_accept
-
-    accepted = auto_accept(session, opts.auto_accept)
-    return (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): {accepted.approved} "
-            f"images APPROVED BY THE MODEL (curation run {accepted.curation_run_id}: the crawl "
-            f"keyword is the out-of-fold top species with probability >= {opts.auto_accept}, "
-            f"nothing suspect; recorded as decided by the model, see `shoal review status`); "
-            f"{summary.held_back.get('suspects', 0)} suspects held back, the rest left for "
-            "review")
-
-
-def held_back(session: Session, run_id: int | None) -> dict[str, Any]:
-    """The suspects of the curation run that are not in the dataset: how many and why."""
-    from collections import Counter
-
-    from catalog.models import ImageSuspicion
-
-    if run_id is None:
-        return {}
-    reasons: Counter[str] = Counter()
-    n = 0
-    for (row_reasons,) in session.execute(
-        select(ImageSuspicion.reasons).join(Image, Image.id == ImageSuspicion.image_id)
-        .where(ImageSuspicion.run_id == run_id, ImageSuspicion.suspect.is_(True),
-               Image.status != ImageStatus.APPROVED)
-    ):
-        n += 1
-        reasons.update(row_reasons)
-    return {"suspects": n, "reasons": dict(sorted(reasons.items()))}
-
-
-def predict_waiting(run_id: int, summary: DemoSummary) -> None:
-    """The new model scores the images still waiting for review (the next round's order)."""
-    from pipeline.curate.predict import PredictSelection, predict_catalog
-
-    with session_scope() as session:
-        out = predict_catalog(session, PredictSelection(run_id, [ImageStatus.UNIQUE,
-                                                                 ImageStatus.IN_REVIEW]))
-    summary.predicted = {"run": run_id, "images": out["predicted"],
-                         "failed": len(out["failed"])}
+        yield site
 
 
 def stage_counts(session: Session, summary: DemoSummary) -> None:
@@ -231,10 +115,53 @@ def stage_counts(session: Session, summary: DemoSummary) -> None:
     summary.species = stats["species"]
 
 
+def demo_request(chosen: list[tuple[str, str, Path]], opts: DemoOptions) -> FlowRequest:
+    """Every demo species from every demo source; curated by the first model; reviewed in
+    Label Studio when it is configured (suspects first), otherwise the model approves what it
+    is sure of and the suspects are held back."""
+    review = "curated" if get_settings().label_studio_url else "auto"
+    hyper = {"epochs": opts.epochs, "views": opts.views, "lr": opts.lr}
+    return FlowRequest(
+        crawls=tuple((slug, source) for slug, _latin, _folder in chosen
+                     for source in opts.sources),
+        limit=opts.limit, review=review,
+        args={"curate": {"folds": opts.folds},
+              "auto_accept": {"threshold": opts.auto_accept},
+              "review_push": {"auto_accept": opts.auto_accept},
+              "dataset_create": {"min_per_class": 2},
+              "predict": {"status": [ImageStatus.UNIQUE, ImageStatus.IN_REVIEW]}},
+        runs=({"arch": opts.arch, "weights": opts.weights, "mode": "frozen",
+               "hyper": hyper},),
+    )
+
+
+class DemoBars:
+    """The demo's progress: one bar over all crawls, one for the training run."""
+
+    def __init__(self, progress: Any, crawls: int) -> None:
+        self.progress = progress
+        self.crawling = progress.add_task("crawling", total=crawls)
+        self.training: Any = None
+
+    def step(self, ctx: Any, stage: str, done: int, total: int) -> None:
+        if ctx.kind != "train" or stage not in ("features", "epoch"):
+            return
+        if self.training is None:
+            self.training = self.progress.add_task("training", total=None)
+        self.progress.update(self.training, total=total, completed=done,
+                             description=f"train ({ctx.args.get('arch')}, fast path): {stage}")
+
+    def row(self, job: Job) -> None:
+        if job.kind == "crawl" and job.state in JobState.FINISHED:
+            a = job.args
+            self.progress.update(self.crawling, advance=1,
+                                 description=f"crawl {a['species']} · {a['source']}")
+
+
 def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
-    """Every stage in order; ``progress`` is a rich Progress the stages report to."""
-    from pipeline.datasets.versions import create_version
-    from pipeline.dedupe.grouping import run_dedupe
+    """Every stage of the flow in order, as jobs; ``progress`` is a rich Progress the stages
+    report to."""
+    from pipeline.jobs.flow import STAGE_NAMES, run_flow
 
     summary = DemoSummary()
     settings = get_settings()
@@ -250,76 +177,130 @@ def run_demo(opts: DemoOptions, say: Say, progress: Any) -> DemoSummary:
     upgrade()
     with session_scope() as session:
         register_species(session, chosen)
-    say(f"catalog: {settings.resolved_database_url} · images: {settings.image_dir}")
+    say(f"catalog: {settings.resolved_database_url} · images: {settings.image_dir} · "
+        f"jobs {where_jobs_run()}")
     lap("setup")
 
+    req = demo_request(chosen, opts)
+    bars = DemoBars(progress, len(req.crawls))
     with demo_site(chosen) as site:
         say(f"demo site: {site.base_url} serving {len(chosen)} species from {opts.fishdata}")
-        task = progress.add_task("crawling", total=len(chosen) * len(opts.sources))
-        crawl_all(chosen, opts, summary,
-                  lambda what: progress.update(task, advance=1, description=f"crawl {what}"))
+        # each crawl job carries the site's address: the spiders find it wherever they run
+        req = replace(req, crawl_env=site.env())
+        done = run_flow(req, STAGE_NAMES[:1], listener=bars.step, watch=bars.row)
     lap("crawl")
-
-    with session_scope() as session:
-        report = run_dedupe(session)
-        summary.duplicates = report.duplicates
-    say(f"dedupe: {report.pixel_pairs} identical-pixel and {report.near_pairs} near pairs; "
-        f"{report.duplicates} duplicates in {report.groups} groups")
-    lap("dedupe")
-
-    curate_pool(opts, say, summary)
-    lap("curate")
-
-    with session_scope() as session:
-        summary.held_back = held_back(session, summary.curation.get("run_id"))
-        if settings.label_studio_url:
-            summary.review = review_in_label_studio(session, say, opts.auto_accept)
+    for job in done["crawl"]:
+        if job.state == JobState.SUCCEEDED:
+            summary.crawl_jobs += 1
         else:
-            summary.review = approve_by_model(session, opts, summary)
-        session.flush()
-        summary.held_back = held_back(session, summary.curation.get("run_id"))
-    say(f"review: {summary.review}")
-    lap("review")
+            summary.crawl_failures.append(
+                f"{job.args['species']} {job.args['source']}: {first_line(job.error)}")
 
-    with session_scope() as session:
-        version = create_version(session, min_per_class=2)
-        summary.version = {"name": version.name, "classes": len(version.classes),
-                           "items": version.n_items, "train": version.n_train,
-                           "val": version.n_val, "manifest_sha256": version.manifest_sha256}
-    say(f"dataset: version {version.name}: {version.n_items} images, "
-        f"{len(version.classes)} classes, {version.n_train} train / {version.n_val} val")
-    lap("dataset")
-
-    summary.run = train_demo_model(version.id, opts, progress)
-    summary.accuracy["after"] = {
-        "what": f"run {summary.run.get('id')} trained on version {version.name}, best "
-                "validation accuracy", "accuracy": summary.run.get("best_val_accuracy"),
-        "images": version.n_val}
-    lap("train")
-    predict_waiting(int(summary.run["id"]), summary)
-    lap("predict")
+    for stage in STAGE_NAMES[1:]:
+        done.update(run_flow(req, (stage,), listener=bars.step, watch=bars.row, done=done))
+        report_stage(stage, done, summary, say)
+        lap(stage)
     with session_scope() as session:
         stage_counts(session, summary)
+    summary.run = run_info(done["train"][-1].result["run_id"])
     return summary
 
 
-def train_demo_model(version_id: int, opts: DemoOptions, progress: Any) -> dict[str, Any]:
+def report_stage(stage: str, done: Done, summary: DemoSummary, say: Say) -> None:
+    """One line about a stage that finished, from its jobs' results."""
+    results = [job.result or {} for job in done.get(stage, [])]
+    if stage == "dedupe":
+        r = results[-1]
+        summary.duplicates = r["duplicates"]
+        say(f"dedupe: {r['pixel_pairs']} identical-pixel and {r['near_pairs']} near pairs; "
+            f"{r['duplicates']} duplicates in {r['groups']} groups")
+    elif stage == "curate":
+        summary.curation = results[-1]
+        with session_scope() as session:
+            summary.accuracy["before"] = first_pass_accuracy(session, summary.curation["run_id"])
+        c = summary.curation
+        say(f"curate: run {c['run_id']}: {c['pool']} images, {c['suspects']} suspects "
+            f"({', '.join(f'{k} {v}' for k, v in c['reasons'].items()) or 'none'}), "
+            f"{c['copies_linked']} copies linked; gallery {c['gallery']}")
+    elif stage == "review":
+        with session_scope() as session:
+            summary.held_back = held_back(session, summary.curation.get("run_id"))
+        summary.review = review_summary(done["review"], summary.held_back)
+        say(f"review: {summary.review}")
+    elif stage == "train":
+        run = results[-1]
+        summary.accuracy["after"] = {
+            "what": f"run {run['run_id']} trained on version {summary.version.get('name')}, "
+                    "best validation accuracy", "accuracy": run["best_val_accuracy"],
+            "images": summary.version.get("val")}
+    elif stage == "predict":
+        summary.predicted = {"run": done["predict"][-1].args["run"],
+                             "images": results[-1]["predicted"],
+                             "failed": len(results[-1]["failed"])}
+    elif stage == "dataset":
+        with session_scope() as session:
+            version = session.get_one(DatasetVersion, results[-1]["version"])
+            summary.version = {"name": version.name, "classes": len(version.classes),
+                               "items": version.n_items, "train": version.n_train,
+                               "val": version.n_val, "manifest_sha256": version.manifest_sha256}
+        v = summary.version
+        say(f"dataset: version {v['name']}: {v['items']} images, {v['classes']} classes, "
+            f"{v['train']} train / {v['val']} val")
+
+
+def review_summary(jobs: list[Job], held: dict[str, Any]) -> str:
+    by_kind = {job.kind: job.result or {} for job in jobs}
+    suspects = held.get("suspects", 0)
+    if "review_push" not in by_kind:
+        a = by_kind.get("auto_accept", {})
+        return (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
+                f"{a.get('approved', 0)} images APPROVED BY THE MODEL (curation run "
+                f"{a.get('curation_run_id')}: the crawl keyword is the out-of-fold top species "
+                f"with probability >= {a.get('threshold')}, nothing suspect; recorded as decided "
+                f"by the model, see `shoal review status`); {suspects} suspects held back, the "
+                "rest left for review")
+    push = by_kind["review_push"]
+    accepted = (push.get("auto_accepted") or {}).get("approved", 0)
+    url = get_settings().label_studio_url
+    return (f"Label Studio at {url}: {push.get('pushed')} tasks pushed, suspects first "
+            f"({push.get('order')} order), annotations pulled; {accepted} images APPROVED BY "
+            f"THE MODEL (recorded as its decision); {suspects} suspects held back, the rest "
+            "wait for a person")
+
+
+def first_pass_accuracy(session: Session, run_id: int) -> dict[str, Any]:
+    """How often the out-of-fold top species agrees with the crawl keyword."""
+    rows = session.execute(select(ImageSuspicion.given_label, ImageSuspicion.suggested_label)
+                           .where(ImageSuspicion.run_id == run_id,
+                                  ImageSuspicion.given_probability.is_not(None))).all()
+    agree = sum(given == suggested for given, suggested in rows)
+    return {"what": "first pass: out-of-fold logistic heads on the frozen backbone, against "
+                    "the crawl keywords, every pool image",
+            "accuracy": round(agree / len(rows), 4) if rows else None, "images": len(rows)}
+
+
+def held_back(session: Session, run_id: int | None) -> dict[str, Any]:
+    """The suspects of the curation run that are not in the dataset: how many and why."""
+    from collections import Counter
+
+    if run_id is None:
+        return {}
+    reasons: Counter[str] = Counter()
+    n = 0
+    for (row_reasons,) in session.execute(
+        select(ImageSuspicion.reasons).join(Image, Image.id == ImageSuspicion.image_id)
+        .where(ImageSuspicion.run_id == run_id, ImageSuspicion.suspect.is_(True),
+               Image.status != ImageStatus.APPROVED)
+    ):
+        n += 1
+        reasons.update(row_reasons)
+    return {"suspects": n, "reasons": dict(sorted(reasons.items()))}
+
+
+def run_info(run_id: int) -> dict[str, Any]:
     from trainer.report import write_report
-    from trainer.runs import create_run, get_run, run_summary
-    from trainer.train import train_run
+    from trainer.runs import get_run, run_summary
 
-    with session_scope() as session:
-        run = create_run(session, dataset=version_id, arch=opts.arch, weights=opts.weights,
-                         mode="frozen", epochs=opts.epochs, views=opts.views, lr=opts.lr)
-        run_id = run.id
-    task = progress.add_task(f"train run {run_id} ({opts.arch}, fast path)", total=None)
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if stage in ("features", "epoch"):
-            progress.update(task, total=total, completed=done,
-                            description=f"train run {run_id}: {stage}")
-
-    train_run(run_id, progress=on_progress)
     with session_scope() as session:
         run = get_run(session, run_id)
         info = run_summary(session, run)

@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -125,8 +126,28 @@ class JobContext:
         if self.cancelled.is_set():
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
+    def notify(self, stage: str, done: int, total: int) -> None:
+        """Tell whoever runs this job in-process (a CLI's progress bars) of a step of its body;
+        a worker has no listener and the catalog row's progress is what it reports."""
+        listener = LISTENER.get()
+        if listener is not None:
+            listener(self, stage, done, total)
+
 
 Body = Callable[[JobContext], dict[str, Any]]
+# (job, stage, done, total): the in-process caller's view of a body's steps, e.g. rich bars
+Listener = Callable[[JobContext, str, int, int], None]
+LISTENER: ContextVar[Listener | None] = ContextVar("shoal_job_listener", default=None)
+
+
+@contextmanager
+def listening(listener: Listener | None) -> Iterator[None]:
+    """Bodies run in this process (the embedded default) report their steps to ``listener``."""
+    token = LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        LISTENER.reset(token)
 
 
 class Heartbeat(threading.Thread):

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 from catalog.db import session_scope
 from catalog.leases import as_utc
 from catalog.models import CrawlSchedule, Job, Species, utcnow
-from catalog.settings import get_settings
 from catalog.species import get_species
 from pipeline.errors import UsageError
-from pipeline.jobs.submit import Step, add_rows, dispatch
+from pipeline.jobs.flow import crawl_chain
+from pipeline.jobs.submit import add_rows, dispatch
 
 log = logging.getLogger(__name__)
 
@@ -106,21 +106,6 @@ def list_schedules(session: Session) -> list[dict[str, Any]]:
         }
         for s, slug in rows
     ]
-
-
-def crawl_chain(species: str, source: str, limit: int | None = None,
-                review: bool | None = None) -> list[Step]:
-    """crawl -> dedupe -> review push (the push only when Label Studio is configured,
-    unless ``review`` says otherwise)."""
-    steps: list[Step] = [
-        ("crawl", {"species": species, "source": source, "limit": limit}),
-        ("dedupe", {}),
-    ]
-    if review is None:
-        review = bool(get_settings().label_studio_url)
-    if review:
-        steps.append(("review_push", {"species": [species]}))
-    return steps
 
 
 def next_after(previous: datetime, every_seconds: int, now: datetime) -> datetime:

@@ -51,18 +51,30 @@ def submit_chain(steps: Sequence[Step], *, idempotency_key: str | None = None,
 
     With no broker the chain runs here: before returning, or with ``wait=False`` (a server
     answering a request) in a background thread, the rows returned still queued."""
+    jobs, created = prepare_chain(steps, idempotency_key)
+    if created and (wait or broker_configured()):
+        dispatch(jobs)
+    elif created:
+        threading.Thread(target=dispatch, args=(jobs,), daemon=True,
+                         name=f"jobs-{jobs[0].id}").start()
+    return reload(jobs)
+
+
+def prepare_chain(
+    steps: Sequence[Step], idempotency_key: str | None = None
+) -> tuple[list[Job], bool]:
+    """The committed, not yet dispatched rows of a chain (or the existing ones of its key)."""
     if not steps:
         raise UsageError("nothing to submit")
     for kind, _args in steps:
         if kind not in QUEUE_OF:
             raise UsageError(f"unknown job kind {kind!r}; one of: {', '.join(QUEUE_OF)}")
     with session_scope() as session:
-        jobs, created = create_rows(session, steps, idempotency_key)
-    if created and (wait or broker_configured()):
-        dispatch(jobs)
-    elif created:
-        threading.Thread(target=dispatch, args=(jobs,), daemon=True,
-                         name=f"jobs-{jobs[0].id}").start()
+        return create_rows(session, steps, idempotency_key)
+
+
+def reload(jobs: Sequence[Job]) -> list[Job]:
+    """The rows as the catalog holds them now."""
     with session_scope() as session:
         return [session.get_one(Job, job.id) for job in jobs]
 
@@ -110,12 +122,13 @@ def chain_of(session: Session, idempotency_key: str) -> list[Job]:
     return [first, *(session.get_one(Job, i) for i in rest)]
 
 
-def dispatch(jobs: Sequence[Job]) -> None:
-    """Send committed job rows to the broker as one chain, or run them here, in order."""
+def dispatch(jobs: Sequence[Job], *, reraise: bool = False) -> None:
+    """Send committed job rows to the broker as one chain, or run them here, in order
+    (``reraise``: the error that failed a job here is raised again once recorded)."""
     if broker_configured():
         enqueue(jobs)
     else:
-        run_here([job.id for job in jobs])
+        run_here([job.id for job in jobs], reraise=reraise)
 
 
 def enqueue(jobs: Sequence[Job]) -> None:
@@ -141,18 +154,24 @@ def publish(jobs: Sequence[Job]) -> None:
     (sigs[0] if len(sigs) == 1 else chain(*sigs)).apply_async()
 
 
-def run_here(job_ids: Sequence[int]) -> None:
+def run_here(job_ids: Sequence[int], *, reraise: bool = False) -> None:
     """The embedded default: each job's body in this process; a failure stops the chain."""
     from pipeline.jobs.runner import RetryJob
     from pipeline.jobs.tasks import run_in_process
 
-    for job_id in job_ids:
+    for i, job_id in enumerate(job_ids):
         try:
             run_in_process(job_id)
+        except KeyboardInterrupt:  # Ctrl-C: the job and the rest of its chain will not run
+            with session_scope() as session:
+                cancel_jobs(session, list(job_ids[i:]), "interrupted")
+            raise
         except RetryJob:
             log.warning("job %s is held by another process; left queued", job_id)
             return
         except Exception:  # recorded on the job row; its followers are cancelled
+            if reraise:
+                raise
             return
 
 
@@ -193,15 +212,6 @@ def cancel(job_id: int) -> list[int]:
         except Exception as exc:
             log.warning("could not broadcast the revoke: %s", exc)
     return ids
-
-
-def train_chain(version: str | None, arch: str, mode: str, weights: str,
-                hyper: dict[str, Any]) -> list[Step]:
-    """[dataset create ->] export -> train (a new version first when none is named)."""
-    steps: list[Step] = [] if version else [("dataset_create", {})]
-    steps.append(("dataset_export", {"version": version, "format": "imagefolder"}))
-    steps.append(("train", {"arch": arch, "mode": mode, "weights": weights, "hyper": hyper}))
-    return steps
 
 
 def job_detail(session: Session, job_id: int) -> dict[str, Any]:

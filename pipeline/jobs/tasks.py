@@ -42,11 +42,12 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
         nonlocal seen
         seen += 1
         limit = a.get("limit")
+        ctx.notify("images", seen, limit or 0)
         ctx.progress(min(seen / limit, 0.99) if limit else 0.0, f"{seen} images")
 
     # run_crawl finds the crawl job of this job id again on a redelivery, and resumes it
     crawl_job_id = run_crawl(a["species"], a["source"], limit=a.get("limit"), job_id=ctx.job_id,
-                             progress=on_image)
+                             progress=on_image, env=a.get("env"))
     with session_scope() as session:
         crawl = session.get_one(CrawlJob, crawl_job_id)
         return {"crawl_job_id": crawl.id, "species": a["species"], "source": crawl.source,
@@ -57,10 +58,14 @@ def crawl_body(ctx: JobContext) -> dict[str, Any]:
 def dedupe_body(ctx: JobContext) -> dict[str, Any]:
     from pipeline.dedupe.grouping import run_dedupe
 
+    a = ctx.args
+    dry_run = bool(a.get("dry_run", False))
     with session_scope() as session:
-        report = run_dedupe(session, radius=ctx.args.get("radius"),
-                            dry_run=bool(ctx.args.get("dry_run", False)),
-                            progress=stage_progress(ctx))
+        report = run_dedupe(session, radius=a.get("radius"), dhash_radius=a.get("dhash_radius"),
+                            rescan=bool(a.get("rescan", False)), top=int(a.get("top", 10)),
+                            dry_run=dry_run, progress=stage_progress(ctx))
+        if dry_run:
+            session.rollback()
         return report.as_dict()
 
 
@@ -78,6 +83,21 @@ def review_client() -> Any:
                        retries=1)
 
 
+def review_setup_body(ctx: JobContext) -> dict[str, Any]:
+    from labeling.project import setup_project
+
+    a, settings = ctx.args, get_settings()
+    root = Path(a.get("files_root") or settings.data_dir).resolve()
+    if not a.get("files_root"):
+        settings.image_dir.mkdir(parents=True, exist_ok=True)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    client = review_client()
+    with session_scope() as session:
+        return setup_project(session, client, files_root=root, overlap=int(a.get("overlap", 1)),
+                             webhook_url=a.get("webhook_url"),
+                             webhook_secret=secret).as_dict()
+
+
 def review_push_body(ctx: JobContext) -> dict[str, Any]:
     from labeling.push import push_tasks
 
@@ -85,7 +105,8 @@ def review_push_body(ctx: JobContext) -> dict[str, Any]:
     client = review_client()
     with session_scope() as session:
         report = push_tasks(session, client, species=a.get("species"), limit=a.get("limit"),
-                            order=a.get("order"), auto_accept_at=a.get("auto_accept"))
+                            order=a.get("order"), auto_accept_at=a.get("auto_accept"),
+                            batch_size=int(a.get("batch_size", 500)))
         return report.as_dict()
 
 
@@ -97,10 +118,28 @@ def review_pull_body(ctx: JobContext) -> dict[str, Any]:
         return pull_annotations(session, client).as_dict()
 
 
+def approve_by_keyword_body(ctx: JobContext) -> dict[str, Any]:
+    """Review without people: unique images approved under their crawl keyword."""
+    from pipeline.datasets.approve import approve_by_keyword
+
+    with session_scope() as session:
+        return {"approved": approve_by_keyword(session)}
+
+
 def version_dict(version: DatasetVersion) -> dict[str, Any]:
     return {"version": version.id, "name": version.name, "n_items": version.n_items,
             "n_train": version.n_train, "n_val": version.n_val,
             "manifest_sha256": version.manifest_sha256}
+
+
+def auto_accept_body(ctx: JobContext) -> dict[str, Any]:
+    """The model approves what it is sure of (labeling.autoaccept), recorded as its decision;
+    suspects and everything else wait for a person."""
+    from labeling.autoaccept import auto_accept
+
+    with session_scope() as session:
+        return auto_accept(session, float(ctx.args.get("threshold", 0.9)),
+                           ctx.args.get("run")).as_dict()
 
 
 def dataset_create_body(ctx: JobContext) -> dict[str, Any]:
@@ -156,7 +195,8 @@ def dataset_export_body(ctx: JobContext) -> dict[str, Any]:
     fmt = ctx.args.get("format", "imagefolder")
     out = ctx.args.get("out") or get_settings().data_dir / "exports" / f"{version}-{fmt}"
     with session_scope() as session:
-        path = export_version(session, version, fmt, Path(out))
+        path = export_version(session, version, fmt, Path(out),
+                              copy=bool(ctx.args.get("copy", False)))
     return {"version": version, "format": fmt, "path": str(path)}
 
 
@@ -220,6 +260,7 @@ def stage_progress(ctx: JobContext, main_stage: str = "epoch") -> Callable[[str,
     fraction follows ``main_stage`` when the body has one, else each stage in turn."""
 
     def report(stage: str, done: int, total: int) -> None:
+        ctx.notify(stage, done, total)
         if stage == main_stage or main_stage not in seen:
             ctx.progress(done / total if total else 0.0, f"{stage} {done}/{total}")
         else:
@@ -252,6 +293,7 @@ def import_photos_body(ctx: JobContext) -> dict[str, Any]:
         def on_file(_path: Path) -> None:
             nonlocal done
             done += 1
+            ctx.notify("files", done, len(files))
             if done % BATCH == 0:  # report between transactions: SQLite has one writer
                 session.commit()
                 ctx.progress(done / len(files), f"{done}/{len(files)} files")
@@ -267,8 +309,11 @@ BODIES: dict[str, Body] = {
     "crawl": crawl_body,
     "import_photos": import_photos_body,
     "dedupe": dedupe_body,
+    "review_setup": review_setup_body,
     "review_push": review_push_body,
     "review_pull": review_pull_body,
+    "approve_by_keyword": approve_by_keyword_body,
+    "auto_accept": auto_accept_body,
     "dataset_create": dataset_create_body,
     "dataset_export": dataset_export_body,
     "train": train_body,
@@ -350,8 +395,11 @@ def define(kind: str) -> Task:
 crawl = define("crawl")
 import_photos = define("import_photos")
 dedupe = define("dedupe")
+review_setup = define("review_setup")
 review_push = define("review_push")
 review_pull = define("review_pull")
+approve_by_keyword = define("approve_by_keyword")
+auto_accept = define("auto_accept")
 dataset_create = define("dataset_create")
 dataset_export = define("dataset_export")
 train = define("train")
@@ -362,8 +410,11 @@ TASKS: dict[str, Task] = {
     "crawl": crawl,
     "import_photos": import_photos,
     "dedupe": dedupe,
+    "review_setup": review_setup,
     "review_push": review_push,
     "review_pull": review_pull,
+    "approve_by_keyword": approve_by_keyword,
+    "auto_accept": auto_accept,
     "dataset_create": dataset_create,
     "dataset_export": dataset_export,
     "train": train,

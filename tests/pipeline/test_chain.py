@@ -15,7 +15,7 @@ from labeling.project import find_project, setup_project
 from pipeline.demo.site.server import serve
 from pipeline.demo.site.species import WEB20_LATIN, latin_species_map
 from pipeline.jobs import submit as jobs
-from pipeline.jobs.schedules import crawl_chain
+from pipeline.jobs.flow import crawl_chain
 from tests.labeling.conftest import label_studio  # noqa: F401  (the session's server)
 from tests.pipeline.conftest import celery_worker, wait_until
 

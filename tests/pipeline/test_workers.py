@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from catalog.db import session_scope
 from catalog.models import Image, ImageSource, Job, JobState
 from catalog.species import get_species
+from pipeline.cli import app
 from pipeline.jobs import submit as jobs
 from tests.pipeline.conftest import finished, job_row, wait_until
 
@@ -77,3 +80,29 @@ def test_sigkilled_worker_task_is_redelivered_without_double_rows(
         distinct = session.scalar(select(func.count(func.distinct(Image.sha256))))
     assert sources == n_files
     assert images == distinct == n_files - done.result["rejected"]
+
+
+def test_direct_commands_wait_for_their_jobs_on_a_worker(start_worker, fishdata: Path) -> None:
+    """With a broker, `shoal import`, `shoal dedupe` and `shoal dataset create` queue their job,
+    follow its row until a worker finished it, and print what it did; a user error on the
+    worker is one line and exit code 2 here, as in-process."""
+    start_worker("w-direct")
+    runner = CliRunner()
+    folder = fishdata / "web-20" / "Mola"
+    imported = runner.invoke(app, ["import", str(folder), "--species", "hairtail", "--json"])
+    assert imported.exit_code == 0, imported.output
+    report = json.loads(imported.stdout)
+    assert report["files"] == len(list(folder.iterdir())) and report["new"] > 0
+    deduped = runner.invoke(app, ["dedupe", "--json"])
+    assert deduped.exit_code == 0, deduped.output
+    assert json.loads(deduped.stdout)["new_images"] == report["new"]
+    refused = runner.invoke(app, ["dataset", "create", "--min-per-class", "1"])
+    assert refused.exit_code == 2, refused.output
+    assert "dataset_create job" in refused.output and "UsageError" in refused.output
+    assert "Traceback" not in refused.output
+    with session_scope() as session:
+        rows = list(session.scalars(select(Job).order_by(Job.id)))
+    assert [r.kind for r in rows] == ["import_photos", "dedupe", "dataset_create"]
+    assert [r.state for r in rows] == [JobState.SUCCEEDED] * 2 + [JobState.FAILED]
+    assert all(r.worker_host.startswith("w-direct@") for r in rows)
+    assert rows[0].result == report

@@ -17,7 +17,7 @@ from catalog.db import session_scope
 from catalog.models import JobState
 from catalog.species import get_species
 from pipeline.errors import UsageError
-from pipeline.jobs.schedules import crawl_chain
+from pipeline.jobs.flow import crawl_chain, train_chain
 from pipeline.jobs.submit import (
     Step,
     cancel,
@@ -25,7 +25,6 @@ from pipeline.jobs.submit import (
     job_dict,
     list_jobs,
     submit_chain,
-    train_chain,
 )
 from pipeline.serve.deps import READ, WRITE
 from pipeline.serve.schemas import ERRORS, Id

@@ -47,6 +47,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image
 
+from catalog.imaging import Limits, open_image
 from crawler.sites import site_env_name
 from pipeline.demo.site.hostile import hostile_files
 
@@ -71,6 +73,7 @@ NOT_STILL = [("File:Shoal_dive.webm", "video/webm", "webm"),
              ("File:Shoal_report.pdf", "application/pdf", "pdf"),
              ("File:Shoal_diagram.svg", "image/svg+xml", "svg")]
 NETWORK_CASES = ["/net/404.jpg", "/net/loop-a.jpg", "/net/slow.jpg", "/net/huge.jpg",
+                 "/net/huge-unsized.jpg", "/net/gzip-bomb.jpg",
                  "/private/hidden.jpg"]
 SHOP_PAGE = 24
 ALBUM_PAGE = 12
@@ -126,7 +129,7 @@ class Photos:
 
 
 def _reencode(raw: bytes, side: int | None, quality: int) -> bytes:
-    img = Image.open(io.BytesIO(raw))
+    img = open_image(raw, Limits.max_pixels)  # the served photos are the operator's files
     if img.format == "JPEG" and side:
         img.draft("RGB", (side, side))
     img = img.convert("RGB")
@@ -587,21 +590,42 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, _good_jpeg(), "image/jpeg")
         elif path == "/net/huge.jpg":
             self.huge()
+        elif path == "/net/huge-unsized.jpg":
+            self.huge(sized=False)
+        elif path == "/net/gzip-bomb.jpg":
+            self.send(200, _gzip_bomb(), "image/jpeg", headers={"Content-Encoding": "gzip"})
         elif path.startswith("/private/"):
             self.send(200, _good_jpeg(), "image/jpeg")
         else:
             self.not_found()
 
-    def huge(self) -> None:
+    def huge(self, sized: bool = True) -> None:
+        """A body over the size cap, announced by its Content-Length or (``sized=False``) not:
+        then it ends only when the connection closes."""
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(HUGE_BYTES))
+        if sized:
+            self.send_header("Content-Length", str(HUGE_BYTES))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
-        chunk = _good_jpeg().ljust(1 << 16, b"\0")
+        chunk = _good_jpeg().ljust(1 << 20, b"\0")
         sent = 0
         while sent < HUGE_BYTES and not self.site.stopping.is_set():
             self.wfile.write(chunk)
             sent += len(chunk)
+
+
+@lru_cache(maxsize=1)
+def _gzip_bomb() -> bytes:
+    """About 64 KiB on the wire that inflates to 64 MiB (over the size cap) of a JPEG's bytes
+    padded with zeros: only ``Content-Encoding: gzip`` makes it large."""
+    gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # a gzip member
+    zeros = bytes(1 << 20)
+    parts = [gz.compress(_good_jpeg())]
+    parts += [gz.compress(zeros) for _ in range(HUGE_BYTES >> 20)]
+    return b"".join(parts) + gz.flush()
 
 
 @lru_cache(maxsize=1)
@@ -687,6 +711,8 @@ def serve(photo_root: Path, species_map: dict[str, Path] | None = None, port: in
         hostile_files()  # built once, before the first request waits for the PNG bomb
     if prepare:
         site.prepare()
+    if hostile:
+        _gzip_bomb()  # made before the first request, so serving it takes no time
     server = _Server(("127.0.0.1", port), Handler)
     server.site = site
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from catalog.imaging import Limits, Reject
 from catalog.ingest import IngestResult, SourceInfo, ingest_bytes, record_source
 from catalog.store import ImageStore
-from pipeline.errors import ShoalError
+from pipeline.errors import ShoalError, printable
 
 SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 # a store that cannot take the next file: the import stops, and what it did is committed
@@ -64,12 +64,6 @@ class FolderScan:
     root: Path
     files: list[Path]
     skipped: Counter[str]
-
-
-def printable(name: str) -> str:
-    """A file name as text that any terminal, JSON and database takes: bytes that were not
-    UTF-8 (kept by Python as surrogates) are shown as ``\\xNN``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def display_name(path: Path, root: Path | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from catalog.dataset_versions import ItemFilter, diff_versions, list_versions
 from catalog.splits import SPLITS
@@ -23,7 +24,7 @@ from pipeline.datasets.versions import (
     version_detail,
     version_summary,
 )
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, printable
 
 dataset_app = typer.Typer(
     cls=ShoalGroup, help="Immutable dataset versions: create, list, show, diff, export."
@@ -172,4 +173,5 @@ def export_cmd(
     if as_json:
         print_json(data)
         return
-    console.print(f"exported {data['version']} ({data['n_items']} images) as {fmt} to {path}")
+    console.print(f"exported {escape(data['version'])} ({data['n_items']} images) as "
+                  f"{escape(fmt)} to {escape(printable(str(path)))}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from catalog.limits import limits_from_settings
 from catalog.settings import get_settings
@@ -17,11 +19,11 @@ from pipeline.cli.common import (
     catalog_session,
     console,
     print_json,
-    print_table,
     progress_bar,
+    verbatim,
 )
-from pipeline.errors import UsageError
-from pipeline.importer import import_files, list_files
+from pipeline.errors import UsageError, printable
+from pipeline.importer import ImportReport, import_scan, scan
 
 
 def import_cmd(
@@ -36,21 +38,39 @@ def import_cmd(
     store = ImageStore(settings.image_dir)
     with catalog_session() as session:
         species_id = get_species(session, species).id
-        files = list_files(directory)
+        found = scan(directory)
         with progress_bar() as bar:
-            task = bar.add_task(f"importing {directory}", total=len(files))
-            report = import_files(
-                session, store, files, species_id, limits_from_settings(settings),
+            task = bar.add_task(f"importing {escape(printable(str(directory)))}",
+                                total=len(found.files))
+            report = import_scan(
+                session, store, found, species_id, limits_from_settings(settings),
                 on_file=lambda _p: bar.advance(task),
             )
     if as_json:
         print_json(report.as_dict())
         return
+    skipped = sum(report.skipped.values())
     console.print(
         f"{report.files} files: [green]{report.new} new[/], {report.existing} already known, "
         f"[yellow]{report.rejected} rejected[/]"
+        + (f", {skipped} skipped ({_reasons(report.skipped)})" if skipped else "")
     )
     if report.rejected_files:
-        print_table("rejected", ["file", "reason", "detail"], report.rejected_files)
+        console.print(rejected_table(report))
 
 
+def _reasons(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
+
+
+def rejected_table(report: ImportReport) -> Table:
+    """File names whole (relative to the folder given, folded only if wider than the
+    terminal): the detail column gives way first."""
+    table = Table(title="rejected", header_style="bold")
+    table.add_column("file", no_wrap=True, overflow="fold",
+                     min_width=min(max(len(f) for f, _, _ in report.rejected_files), 60))
+    table.add_column("reason", no_wrap=True)
+    table.add_column("detail", overflow="fold")
+    for row in report.rejected_files:
+        table.add_row(*map(verbatim, row))
+    return table

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from catalog.models import JobState, TrainingRun
 from pipeline.cli.common import (
@@ -18,7 +19,7 @@ from pipeline.cli.common import (
     print_table,
     progress_bar,
 )
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, printable
 from trainer.errors import TrainingError
 
 runs_app = typer.Typer(cls=ShoalGroup, help="Training runs: list, show, compare.")
@@ -375,4 +376,4 @@ def report_cmd(
             path = write_report(session, run, out)
         except TrainingError as exc:
             raise UsageError(str(exc)) from exc
-    console.print(f"report written to {path}")
+    console.print(f"report written to {escape(printable(str(path)))}")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from catalog.limits import limits_from_settings
 from catalog.settings import get_settings
@@ -56,21 +55,18 @@ def import_cmd(
         + (f", {skipped} skipped ({_reasons(report.skipped)})" if skipped else "")
     )
     if report.rejected_files:
-        console.print(rejected_table(report))
+        print_rejected(report)
 
 
 def _reasons(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items()))
 
 
-def rejected_table(report: ImportReport) -> Table:
-    """File names whole (relative to the folder given, folded only if wider than the
-    terminal): the detail column gives way first."""
-    table = Table(title="rejected", header_style="bold")
-    table.add_column("file", no_wrap=True, overflow="fold",
-                     min_width=min(max(len(f) for f, _, _ in report.rejected_files), 60))
-    table.add_column("reason", no_wrap=True)
-    table.add_column("detail", overflow="fold")
-    for row in report.rejected_files:
-        table.add_row(*map(verbatim, row))
-    return table
+def print_rejected(report: ImportReport) -> None:
+    """Each refused file on a line of its own, whole and relative to the folder given (a
+    table would cut long names to fit the terminal), then its reason and detail indented."""
+    console.print(f"rejected ({len(report.rejected_files)}):", style="bold")
+    for name, reason, detail in report.rejected_files:
+        console.print(verbatim(f"  {name}"))
+        console.print(verbatim(f"    {reason}: {detail}" if detail else f"    {reason}"),
+                      style="yellow")

@@ -117,6 +117,12 @@ def write_report(session: Session, run_id: int, out: Path | None = None) -> Path
     try:
         part.write_text(html, encoding="utf-8")
         os.replace(part, path)
+    except OSError as exc:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+        if exc.filename is None:  # a full disk seen at close names no file: name the report
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         with suppress(OSError):
             part.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
@@ -55,6 +56,8 @@ def exit_code_for(exc: BaseException) -> int | None:
     for kind, code in USER_ERRORS.items():
         if isinstance(exc, kind):
             return code
+    if _disk_full_in_database(exc):
+        return 1
     if isinstance(exc, OSError) and exc.filename is not None:
         if exc.errno in PATH_ERRNOS:
             return 2
@@ -63,10 +66,21 @@ def exit_code_for(exc: BaseException) -> int | None:
     return None
 
 
+def _disk_full_in_database(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full", PostgreSQL's DiskFull (SQLSTATE 53100)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return "disk is full" in str(orig) or getattr(orig, "sqlstate", None) == "53100"
+
+
 def describe(exc: BaseException) -> str:
-    """The one line shown for a user error: an OSError as ``reason: path``."""
+    """The one line shown for a user error: an OSError as ``reason: path``, the path being
+    the one written to (a copy's or rename's destination)."""
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.strerror}: {printable(str(exc.filename))}"
+        return f"{exc.strerror}: {printable(str(exc.filename2 or exc.filename))}"
+    if _disk_full_in_database(exc):
+        return f"the catalog database could not be written: {str(exc.orig).strip()}"  # type: ignore[attr-defined]
     return printable(str(exc))
 
 

@@ -79,7 +79,7 @@ def display_name(path: Path, root: Path | None) -> str:
 def file_url(path: Path) -> str:
     """A ``file://`` URL holding the path's original bytes, percent-encoded (``Path.as_uri``
     refuses names that are not UTF-8)."""
-    return "file://" + quote(os.fsencode(path.absolute()), safe="/")
+    return "file://" + quote(os.fsencode(path.resolve()), safe="/")
 
 
 def _skip_reason(path: Path) -> str | None:
@@ -187,8 +187,8 @@ def import_files(
                 raise
             session.commit()  # every file before this one is whole: keep it
             raise ImportStopped(
-                f"import stopped at {display_name(path, root)} after {i - 1} of the files: "
-                f"{exc.strerror}: {printable(str(exc.filename))}"
+                f"import stopped at {display_name(path, root)}, the {i - 1} file(s) before it "
+                f"recorded: {exc.strerror}: {printable(str(exc.filename2 or exc.filename))}"
             ) from exc
         if result.outcome == "rejected":
             report.rejected += 1

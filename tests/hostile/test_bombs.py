@@ -138,22 +138,32 @@ def test_import_refuses_a_bomb_and_keeps_the_rest(trained: dict, bomb: Path,
     assert "bomb.png" in single.stdout
 
 
-def test_hashing_and_the_demo_site_refuse_a_bomb(bomb: Path) -> None:
-    """The other decoders: perceptual hashing of stored files and the demo site's re-encoder."""
+def test_hashing_the_demo_site_and_the_api_refuse_a_bomb(bomb: Path, tmp_path: Path) -> None:
+    """The other decoders: perceptual hashing of stored files, the demo site's re-encoder, and
+    `shoal serve`'s upload decoder and thumbnails."""
     code = f"""
 from pathlib import Path
-from catalog.imaging import ImageRejected, hash_stored
+from catalog.imaging import ImageRejected, Limits, hash_stored
 from pipeline.demo.site.server import _reencode
-raw = Path({str(bomb)!r}).read_bytes()
-for decode in (hash_stored, lambda b: _reencode(b, 640, 80)):
+from pipeline.serve.errors import ApiError
+from pipeline.serve.thumbnails import make_thumbnail
+from pipeline.serve.uploads import decode
+path = Path({str(bomb)!r})
+raw = path.read_bytes()
+for decoder in (hash_stored, lambda b: _reencode(b, 640, 80),
+                lambda _b: make_thumbnail(path, "0" * 64, 128)):
     try:
-        decode(raw)
+        decoder(raw)
     except ImageRejected as rej:
         print(rej.reason)
+try:
+    decode(raw, Limits())
+except ApiError as exc:
+    print(exc.status, exc.code)
 """
-    done = python(code, env=child_env())
+    done = python(code, env=child_env(SHOAL_DATA_DIR=str(tmp_path / "data")))
     assert done.rc == 0, done.stderr
-    assert done.stdout.split() == ["too_many_pixels", "too_many_pixels"]
+    assert done.stdout.split() == ["too_many_pixels"] * 3 + ["413", "too_many_pixels"]
     _bounded(done)
 
 
@@ -166,6 +176,7 @@ before = (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES)
 import catalog.imaging, catalog.ingest, crawler.pipelines, crawler.ingest_workers
 import trainer.data, trainer.predict, trainer.report, trainer.features, trainer.loops
 import labeling.push, pipeline.cli, pipeline.importer, pipeline.demo.site.server
+import pipeline.serve.app, pipeline.serve.uploads, pipeline.serve.thumbnails
 print(before == (Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES), before[0])
 """
     done = python(code, env=child_env())

@@ -3,6 +3,11 @@
 Order matters for safety: magic bytes are sniffed before Pillow sees the data, the pixel count
 is checked from the header before anything is decoded (decompression bombs), and only then is
 the image decoded, at reduced scale where the format allows it.
+
+Every decode in the product opens its image through :func:`open_image`, which applies the
+configured pixel limit before any pixel is decoded. Pillow's own process-wide guard
+(``Image.MAX_IMAGE_PIXELS``) is left as Pillow sets it: a second, outer bound, whose error is
+reported with the same reason.
 """
 
 from __future__ import annotations
@@ -11,13 +16,11 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
 
 import imagehash
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-
-# Pillow's own bomb guard raises on open; Shoal checks the header itself and records a reason.
-Image.MAX_IMAGE_PIXELS = None
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 class Reject:
@@ -28,6 +31,7 @@ class Reject:
     TRUNCATED = "truncated"
     INVALID_IMAGE = "invalid_image"
     TOO_SMALL = "too_small"
+    EXTREME_ASPECT = "extreme_aspect"  # its short side would be stored below min_side
     TOO_MANY_PIXELS = "too_many_pixels"
     TOO_LARGE = "too_large"
     ANIMATED = "animated"
@@ -41,6 +45,12 @@ class Reject:
     OFFSITE = "offsite"  # a host that is not one of the source's
     PRIVATE_ADDRESS = "private_address"  # resolves to loopback, private, link-local, ...
     UNSUPPORTED_URL = "unsupported_url"  # not http(s), or no usable host or port
+
+
+# Refusals that depend on the configured limits, not on the bytes alone: a file refused for one
+# of these is judged again when it is met again, since the limits may have changed since.
+LIMIT_REASONS = frozenset({Reject.TOO_SMALL, Reject.EXTREME_ASPECT, Reject.TOO_MANY_PIXELS,
+                           Reject.TOO_LARGE})
 
 
 class ImageRejected(Exception):
@@ -119,26 +129,62 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _open(raw: bytes) -> Image.Image:
+ImageInput = bytes | Path | str | BinaryIO
+
+
+def open_image(source: ImageInput, max_pixels: int) -> Image.Image:
+    """The image with only its header read, refused before any decode when it holds more than
+    ``max_pixels`` pixels (or Pillow's own bomb guard trips). Raises :class:`ImageRejected`."""
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about big images and malformed metadata; the limit below decides
+            warnings.simplefilter("ignore")
+            img = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(Reject.TOO_MANY_PIXELS, str(exc)) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected(Reject.INVALID_IMAGE, str(exc)) from exc
+    width, height = img.size
+    if width * height > max_pixels:
+        img.close()
+        raise ImageRejected(Reject.TOO_MANY_PIXELS, f"{width}x{height} > {max_pixels} pixels")
+    return img
+
+
+def _decode_failure(exc: BaseException) -> ImageRejected:
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageRejected(Reject.TOO_MANY_PIXELS, str(exc))
+    msg = str(exc)
+    reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
+    return ImageRejected(reason, msg)
+
+
+def load_image(img: Image.Image) -> Image.Image:
+    """Decode an image from :func:`open_image`; a decode error becomes :class:`ImageRejected`."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return Image.open(io.BytesIO(raw))
-    except UnidentifiedImageError as exc:
-        raise ImageRejected(Reject.INVALID_IMAGE, str(exc)) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected(Reject.INVALID_IMAGE, str(exc)) from exc
+            img.load()
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise _decode_failure(exc) from exc
+    return img
 
 
-def _verify(raw: bytes) -> None:
+def decode_rgb(source: ImageInput, max_pixels: int) -> Image.Image:
+    """The whole image decoded as RGB, after the pixel limit (the trainer's and predict's
+    reader). Raises :class:`ImageRejected`."""
+    with open_image(source, max_pixels) as img:
+        return load_image(img).convert("RGB")
+
+
+def _verify(raw: bytes, max_pixels: int) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            Image.open(io.BytesIO(raw)).verify()
+            open_image(raw, max_pixels).verify()
     except (OSError, SyntaxError, ValueError) as exc:
-        msg = str(exc)
-        reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
-        raise ImageRejected(reason, msg) from exc
+        raise _decode_failure(exc) from exc
 
 
 HASH_DECODE_SIDE = 64  # pHash looks at 32x32, dHash at 9x8: at least 64 px of input is plenty
@@ -149,13 +195,13 @@ def hash_image(img: Image.Image) -> tuple[str, str]:
     return str(imagehash.phash(img)), str(imagehash.dhash(img))
 
 
-def hash_stored(data: bytes) -> tuple[str, str]:
+def hash_stored(data: bytes, max_pixels: int | None = None) -> tuple[str, str]:
     """(pHash, dHash) of a stored JPEG, recomputable from the store alone.
 
     The JPEG is decoded in greyscale at a reduced DCT scale (draft mode), which is several
     times cheaper than a full decode followed by the big resize imagehash would do.
     """
-    img = Image.open(io.BytesIO(data))
+    img = open_image(data, Limits.max_pixels if max_pixels is None else max_pixels)
     img.draft("L", (HASH_DECODE_SIDE, HASH_DECODE_SIDE))
     return hash_image(img.convert("L"))
 
@@ -179,28 +225,24 @@ def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
     if fmt is None:
         raise ImageRejected(*_describe_non_image(raw[:1024]))
 
-    img = _open(raw)
+    img = open_image(raw, limits.max_pixels)
     src_w, src_h = img.size
-    if src_w * src_h > limits.max_pixels:
-        raise ImageRejected(
-            Reject.TOO_MANY_PIXELS, f"{src_w}x{src_h} > {limits.max_pixels} pixels"
-        )
     if getattr(img, "n_frames", 1) > 1:
         raise ImageRejected(Reject.ANIMATED, f"{img.n_frames} frames")
-    _verify(raw)
+    _verify(raw, limits.max_pixels)
     if min(src_w, src_h) < limits.min_side:
         raise ImageRejected(Reject.TOO_SMALL, f"{src_w}x{src_h} < {limits.min_side} px")
+    stored_w, stored_h = capped_size(src_w, src_h, limits.max_long_side)
+    if min(stored_w, stored_h) < limits.min_side:
+        raise ImageRejected(
+            Reject.EXTREME_ASPECT, f"{src_w}x{src_h} would be stored as {stored_w}x{stored_h}, "
+            f"short side < {limits.min_side} px")
 
-    img = _open(raw)
+    img = open_image(raw, limits.max_pixels)
     if fmt == "JPEG" and img.mode in ("RGB", "L", "CMYK"):
         # decode at 1/2, 1/4 or 1/8 scale straight from the DCT: big photos load much faster
-        img.draft(img.mode, capped_size(src_w, src_h, limits.max_long_side))
-    try:
-        img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        msg = str(exc)
-        reason = Reject.TRUNCATED if "truncat" in msg.lower() else Reject.INVALID_IMAGE
-        raise ImageRejected(reason, msg) from exc
+        img.draft(img.mode, (stored_w, stored_h))
+    load_image(img)
     ImageOps.exif_transpose(img, in_place=True)
     rgb = _to_rgb(img)
     if max(rgb.size) > limits.max_long_side:
@@ -211,7 +253,7 @@ def normalise(raw: bytes, limits: Limits | None = None) -> NormalisedImage:
     out = io.BytesIO()
     rgb.save(out, "JPEG", quality=limits.jpeg_quality)
     data = out.getvalue()
-    phash, dhash = hash_stored(data)
+    phash, dhash = hash_stored(data, limits.max_pixels)
     return NormalisedImage(
         data=data,
         sha256=hashlib.sha256(data).hexdigest(),

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, TextClause, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
-from catalog.imaging import ImageRejected, Limits, NormalisedImage, normalise
+from catalog.imaging import LIMIT_REASONS, ImageRejected, Limits, NormalisedImage, normalise
 from catalog.models import Image, ImageSource, ImageStatus, utcnow
 from catalog.store import ImageStore
 
@@ -118,12 +118,16 @@ def _rejected_values(raw: bytes, rej: ImageRejected, species_id: int | None) -> 
 def ingest_known(session: Catalog, raw_sha256: str, source: SourceInfo | None,
                  species_id: int | None) -> IngestResult | None:
     """The result for bytes catalogued before (found again, maybe under another URL), recording
-    this sighting; None for bytes never seen."""
+    this sighting; None for bytes never seen, or refused only by a limit (``LIMIT_REASONS``),
+    which are judged again under today's limits."""
     known = session.execute(
         select(Image.id, Image.status, Image.reject_reason, Image.reject_detail)
-        .where(Image.raw_sha256 == raw_sha256).limit(1)
+        .where(Image.raw_sha256 == raw_sha256)
+        .order_by(Image.status == ImageStatus.INVALID, Image.id).limit(1)  # a stored one first
     ).first()
     if known is None:
+        return None
+    if known.status == ImageStatus.INVALID and known.reject_reason in LIMIT_REASONS:
         return None
     if source is not None:
         record_source(session, source, known.id, species_id)
@@ -206,8 +210,15 @@ def ingest_normalised(
     (computed outside the transaction by a caller that checked ``ingest_known`` first)."""
     if isinstance(outcome, ImageRejected):
         values = _rejected_values(raw, outcome, species_id)
-        image_id = insert_ignore(session, Image, values, ["sha256"]) or session.scalar(
-            select(Image.id).where(Image.sha256 == values["sha256"]))
+        image_id = insert_ignore(session, Image, values, ["sha256"])
+        if image_id is None:  # refused before (for a limit): the reason is today's
+            image_id = session.execute(
+                update(Image).where(Image.sha256 == values["sha256"],
+                                    Image.status == ImageStatus.INVALID)
+                .values(reject_reason=values["reject_reason"],
+                        reject_detail=values["reject_detail"], updated_at=values["updated_at"])
+                .returning(Image.id)).scalar() or session.scalar(
+                select(Image.id).where(Image.sha256 == values["sha256"]))
         if source is not None:
             record_source(session, source, image_id, species_id)
         return IngestResult("rejected", image_id, outcome.reason, outcome.detail)

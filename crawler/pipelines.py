@@ -23,6 +23,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from scrapy import signals
 from scrapy.http import Request, Response
 from scrapy.http.request import NO_CALLBACK
 from scrapy.pipelines.files import FilesPipeline
@@ -31,11 +32,11 @@ from sqlalchemy import Connection, Row, bindparam, select
 from twisted.python.failure import Failure
 
 from catalog.db import get_engine, session_factory
-from catalog.imaging import Limits, Reject
+from catalog.imaging import LIMIT_REASONS, Limits, Reject
 from catalog.ingest import IngestResult, SourceInfo, record_source
 from catalog.models import Image, ImageSource, ImageStatus
 from crawler.batching import Batcher
-from crawler.failures import UrlFailure, classify
+from crawler.failures import RECEIVED, UrlFailure, classify, count_received
 from crawler.ingest_workers import WorkerConfig, ingest_many, init_worker, worker_ready
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class CatalogPipeline(FilesPipeline):
         self.crawl_job_id: int | None = s.getint("SHOAL_CRAWL_JOB_ID") or None
         self.species_id: int | None = s.getint("SHOAL_SPECIES_ID") or None
         self.database_url: str = s["SHOAL_DATABASE_URL"]
+        self.max_bytes: int = s.getint("DOWNLOAD_MAXSIZE")
+        crawler.signals.connect(count_received, signal=signals.bytes_received)
         self.sessions = session_factory(self.database_url)
         self.db_lock = threading.Lock()
         self.lookup_lock = threading.Lock()
@@ -172,8 +175,9 @@ class CatalogPipeline(FilesPipeline):
             row = self._lookup_url(request.url)
         else:  # a server: a round trip must not hold up the reactor
             row = await self._in_thread(self._lookup_url, request.url)
-        if row is None:
-            return None
+        if row is None or (row.status == ImageStatus.INVALID
+                           and row.reject_reason in LIMIT_REASONS):
+            return None  # new, or refused under limits that may have changed since: fetch
         await self._in_thread(self._record_sighting,
                               source_info(item, request.url, self.crawl_job_id), row.id)
         rejected = row.status == ImageStatus.INVALID
@@ -195,7 +199,8 @@ class CatalogPipeline(FilesPipeline):
     def media_failed(self, failure: Failure, request: Request,
                      info: MediaPipeline.SpiderInfo) -> Any:
         assert failure.value is not None
-        raise UrlError(classify(failure)) from failure.value
+        raise UrlError(classify(failure, request.meta.get(RECEIVED), self.max_bytes)
+                       ) from failure.value
 
     def item_completed(self, results: list[FileInfoOrError], item: Any,
                        info: MediaPipeline.SpiderInfo) -> Any:

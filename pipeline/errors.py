@@ -18,3 +18,9 @@ class UsageError(ShoalError):
 
 class ServiceUnavailable(ShoalError):
     exit_code = 3
+
+
+def printable(text: str) -> str:
+    """Text that any terminal, JSON and database takes: bytes of a file name that were not
+    UTF-8 (which Python keeps as surrogates) shown as ``\\xNN``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -7,11 +7,13 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catalog.dataset_versions import find_version
+from catalog.imaging import ImageRejected, Reject, decode_rgb
+from catalog.limits import limits_from_settings
 from catalog.models import DatasetItem, DatasetVersion
 from catalog.models import Image as ImageRow
 from catalog.splits import hash_split, split_key_for
@@ -164,11 +166,16 @@ def check_source(source: DatasetSource) -> None:
 
 
 def open_rgb(record: Record) -> Image.Image:
+    """The record's image as RGB, decoded only within the configured pixel limit."""
     try:
-        with Image.open(record.path) as img:
-            img.load()
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        return decode_rgb(record.path, limits_from_settings().max_pixels)
+    except ImageRejected as rej:
+        what = ("image refused" if rej.reason == Reject.TOO_MANY_PIXELS
+                else "corrupt or unreadable image")
+        raise TrainingError(
+            f"{what} {record.path} (sha256 {record.sha256[:12]}): {rej.reason}: {rej.detail}"
+        ) from rej
+    except OSError as exc:
         raise TrainingError(
             f"corrupt or unreadable image {record.path} (sha256 {record.sha256[:12]}): {exc}"
         ) from exc

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -111,5 +113,18 @@ def write_report(session: Session, run_id: int, out: Path | None = None) -> Path
     html = render(session, run_id)
     path = out or run_dir(run_id) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    part = path.with_name(f".{path.name}.part")  # a full disk leaves no cut-off report
+    try:
+        part.write_text(html, encoding="utf-8")
+        os.replace(part, path)
+    except OSError as exc:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+        if exc.filename is None:  # a full disk seen at close names no file: name the report
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+    except BaseException:
+        with suppress(OSError):
+            part.unlink(missing_ok=True)
+        raise
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -10,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,13 +22,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from catalog.db import CatalogUnavailable, check_migrated, session_scope
 from catalog.models import Job, JobState
 from catalog.species import SpeciesFileError, UnknownSpecies
-from pipeline.errors import ShoalError
+from pipeline.errors import ShoalError, printable
 from trainer.errors import TrainingError
 
 console = Console(soft_wrap=True)
@@ -43,13 +47,49 @@ USER_ERRORS: dict[type[BaseException], int] = {
 }
 
 
+# a file the user named that cannot be written (2), or a disk that is full or failing (1)
+PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT, errno.ENOTDIR,
+               errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP}
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
 def exit_code_for(exc: BaseException) -> int | None:
     if isinstance(exc, ShoalError):
         return exc.exit_code
     for kind, code in USER_ERRORS.items():
         if isinstance(exc, kind):
             return code
+    if _disk_full_in_database(exc):
+        return 1
+    if isinstance(exc, OSError) and exc.filename is not None:
+        if exc.errno in PATH_ERRNOS:
+            return 2
+        if exc.errno in DISK_ERRNOS:
+            return 1
     return None
+
+
+def _disk_full_in_database(exc: BaseException) -> bool:
+    """SQLite's "database or disk is full", PostgreSQL's DiskFull (SQLSTATE 53100)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return "disk is full" in str(orig) or getattr(orig, "sqlstate", None) == "53100"
+
+
+def describe(exc: BaseException) -> str:
+    """The one line shown for a user error: an OSError as ``reason: path``, the path being
+    the one written to (a copy's or rename's destination)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.strerror}: {printable(str(exc.filename2 or exc.filename))}"
+    if _disk_full_in_database(exc):
+        return f"the catalog database could not be written: {str(exc.orig).strip()}"  # type: ignore[attr-defined]
+    return printable(str(exc))
+
+
+def verbatim(value: Any) -> Text:
+    """A value shown as it is: no rich markup read from it (a file named ``[bold]x.jpg``)."""
+    return Text("" if value is None else printable(str(value)))
 
 
 class ShoalGroup(TyperGroup):
@@ -62,7 +102,7 @@ class ShoalGroup(TyperGroup):
             code = exit_code_for(exc)
             if code is None:
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(describe(exc))}", highlight=False)
             raise typer.Exit(code) from exc
 
 
@@ -83,7 +123,7 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     for col in columns:
         table.add_column(col)
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[verbatim(v) for v in row])
     console.print(table)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from catalog.dataset_versions import ItemFilter, diff_versions, list_versions
 from catalog.splits import SPLITS
@@ -20,7 +21,7 @@ from pipeline.cli.common import (
 )
 from pipeline.datasets.export import FORMATS
 from pipeline.datasets.versions import get_version, version_detail, version_summary
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, printable
 from pipeline.jobs.actions import create_dataset, export_dataset
 
 dataset_app = typer.Typer(
@@ -167,5 +168,5 @@ def export_cmd(
     if as_json:
         print_json(data)
         return
-    console.print(f"exported {data['version']} ({data['n_items']} images) as {fmt} to "
-                  f"{data['out']}")
+    console.print(f"exported {escape(str(data['version']))} ({data['n_items']} images) as "
+                  f"{escape(fmt)} to {escape(printable(str(data['out'])))}")

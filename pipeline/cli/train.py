@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from pipeline.cli.common import (
     JSON_OPTION,
@@ -18,7 +19,7 @@ from pipeline.cli.common import (
     print_table,
     progress_bar,
 )
-from pipeline.errors import UsageError
+from pipeline.errors import UsageError, printable
 from pipeline.jobs.actions import TrainRequest, train
 
 runs_app = typer.Typer(cls=ShoalGroup, help="Training runs: list, show, compare.")
@@ -257,4 +258,4 @@ def report_cmd(
 
     with catalog_session() as session:
         path = write_report(session, run, out)
-    console.print(f"report written to {path}")
+    console.print(f"report written to {escape(printable(str(path)))}")

@@ -279,13 +279,14 @@ def import_photos_body(ctx: JobContext) -> dict[str, Any]:
     from catalog.limits import limits_from_settings
     from catalog.species import get_species
     from catalog.store import ImageStore
-    from pipeline.importer import import_files, list_files
+    from pipeline.importer import import_scan, scan
 
     path = Path(ctx.args["path"])
     if not path.exists():
         raise UsageError(f"no such file or folder on {socket.gethostname()}: {path}")
     settings = get_settings()
-    files = list_files(path)
+    found = scan(path)
+    files = found.files
     done = 0
 
     with session_scope() as session:
@@ -299,9 +300,9 @@ def import_photos_body(ctx: JobContext) -> dict[str, Any]:
                 ctx.progress(done / len(files), f"{done}/{len(files)} files")
 
         species_id = get_species(session, ctx.args["species"]).id
-        report = import_files(session, ImageStore(settings.image_dir), files, species_id,
-                              limits_from_settings(settings), on_file=on_file,
-                              commit_every=BATCH)
+        report = import_scan(session, ImageStore(settings.image_dir), found, species_id,
+                             limits_from_settings(settings), on_file=on_file,
+                             commit_every=BATCH)
         return report.as_dict()
 
 

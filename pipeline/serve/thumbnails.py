@@ -9,6 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from catalog.imaging import open_image
+from catalog.limits import limits_from_settings
 from catalog.settings import get_settings
 from catalog.store import ImageStore
 
@@ -26,7 +28,7 @@ def make_thumbnail(source: Path, sha256: str, size: int) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as img:
+    with open_image(source, limits_from_settings().max_pixels) as img:
         img.draft("RGB", (size, size))
         thumb = img.convert("RGB")
         thumb.thumbnail((size, size), Image.Resampling.LANCZOS)

@@ -4,7 +4,6 @@ the decode, at reduced scale for JPEGs (so a bomb or a huge file costs a header 
 
 from __future__ import annotations
 
-import io
 import warnings
 
 from fastapi import UploadFile
@@ -16,6 +15,7 @@ from catalog.imaging import (
     Reject,
     _to_rgb,  # the stored images' RGB rule (alpha on white): the model learnt on those
     capped_size,
+    open_image,
     sniff_format,
 )
 from pipeline.serve.errors import ApiError
@@ -70,11 +70,8 @@ def _decode(raw: bytes, limits: Limits) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(raw))
+            img = open_image(raw, limits.max_pixels)  # the pixel limit, before any decode
             width, height = img.size
-            if width * height > limits.max_pixels:
-                raise ImageRejected(Reject.TOO_MANY_PIXELS,
-                                    f"{width}x{height} > {limits.max_pixels} pixels")
             if getattr(img, "n_frames", 1) > 1:
                 raise ImageRejected(Reject.ANIMATED, f"{img.n_frames} frames")
             if min(width, height) < limits.min_side:

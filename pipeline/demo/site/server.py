@@ -47,6 +47,7 @@ import re
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from PIL import Image
 
+from catalog.imaging import Limits, open_image
 from crawler.sites import site_env_name
 from pipeline.demo.site.hostile import hostile_files
 
@@ -72,6 +74,9 @@ NOT_STILL = [("File:Shoal_dive.webm", "video/webm", "webm"),
              ("File:Shoal_diagram.svg", "image/svg+xml", "svg")]
 NETWORK_CASES = ["/net/404.jpg", "/net/loop-a.jpg", "/net/slow.jpg", "/net/huge.jpg",
                  "/private/hidden.jpg"]
+# bodies that grow past the size cap only while read: listed with ``size_cases=True`` (a test
+# lowers the cap for them, so the cut comes well within its download timeout)
+SIZE_CASES = ["/net/huge-unsized.jpg", "/net/gzip-bomb.jpg"]
 SHOP_PAGE = 24
 ALBUM_PAGE = 12
 HUGE_BYTES = 64 * 1024 * 1024
@@ -126,7 +131,7 @@ class Photos:
 
 
 def _reencode(raw: bytes, side: int | None, quality: int) -> bytes:
-    img = Image.open(io.BytesIO(raw))
+    img = open_image(raw, Limits.max_pixels)  # the served photos are the operator's files
     if img.format == "JPEG" and side:
         img.draft("RGB", (side, side))
     img = img.convert("RGB")
@@ -148,9 +153,11 @@ class Planted:
 class Site:
     """What the handler serves; shared by all request threads."""
 
-    def __init__(self, photos: Photos, *, hostile: bool, slow_seconds: float) -> None:
+    def __init__(self, photos: Photos, *, hostile: bool, slow_seconds: float,
+                 size_cases: bool = False) -> None:
         self.photos = photos
         self.hostile = hostile
+        self.size_cases = size_cases
         self.slow_seconds = slow_seconds
         self.stopping = threading.Event()
         self._lock = threading.Lock()
@@ -528,7 +535,8 @@ class Handler(BaseHTTPRequestHandler):
         items = [self.product(e) for e in batch]
         if hits and page == 1 and self.site.hostile:
             items += [self.product_raw(f"/hostile/{n}", n) for n in hostile_files()]
-            items += [self.product_raw(p, p.rsplit("/", 1)[-1]) for p in NETWORK_CASES]
+            cases = NETWORK_CASES + (SIZE_CASES if self.site.size_cases else [])
+            items += [self.product_raw(p, p.rsplit("/", 1)[-1]) for p in cases]
             items.append("<li class='product'><a class='title' href='/shop/item/0'>Sold out"
                          "</a><span class='no-photo'></span></li>")  # a card with no picture
         nxt = (f"<a class='next' href='/shop/search?q={quote(term)}&amp;page={page + 1}'>Next</a>"
@@ -587,21 +595,42 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, _good_jpeg(), "image/jpeg")
         elif path == "/net/huge.jpg":
             self.huge()
+        elif path == "/net/huge-unsized.jpg":
+            self.huge(sized=False)
+        elif path == "/net/gzip-bomb.jpg":
+            self.send(200, _gzip_bomb(), "image/jpeg", headers={"Content-Encoding": "gzip"})
         elif path.startswith("/private/"):
             self.send(200, _good_jpeg(), "image/jpeg")
         else:
             self.not_found()
 
-    def huge(self) -> None:
+    def huge(self, sized: bool = True) -> None:
+        """A body over the size cap, announced by its Content-Length or (``sized=False``) not:
+        then it ends only when the connection closes."""
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(HUGE_BYTES))
+        if sized:
+            self.send_header("Content-Length", str(HUGE_BYTES))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
-        chunk = _good_jpeg().ljust(1 << 16, b"\0")
+        chunk = _good_jpeg().ljust(1 << 20, b"\0")
         sent = 0
         while sent < HUGE_BYTES and not self.site.stopping.is_set():
             self.wfile.write(chunk)
             sent += len(chunk)
+
+
+@lru_cache(maxsize=1)
+def _gzip_bomb() -> bytes:
+    """About 64 KiB on the wire that inflates to 64 MiB (over the size cap) of a JPEG's bytes
+    padded with zeros: only ``Content-Encoding: gzip`` makes it large."""
+    gz = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # a gzip member
+    zeros = bytes(1 << 20)
+    parts = [gz.compress(_good_jpeg())]
+    parts += [gz.compress(zeros) for _ in range(HUGE_BYTES >> 20)]
+    return b"".join(parts) + gz.flush()
 
 
 @lru_cache(maxsize=1)
@@ -676,15 +705,17 @@ class TestSite:
 @contextmanager
 def serve(photo_root: Path, species_map: dict[str, Path] | None = None, port: int = 0, *,
           variants: int = 1, hostile: bool = True, slow_seconds: float = 5.0,
-          prepare: bool = False) -> Iterator[TestSite]:
+          prepare: bool = False, size_cases: bool = False) -> Iterator[TestSite]:
     """Serve ``species_map`` (default: every sub-folder of ``photo_root`` by its name)."""
     root = Path(photo_root)
     if species_map is None:
         species_map = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
     site = Site(Photos.build(species_map, max(1, variants)), hostile=hostile,
-                slow_seconds=slow_seconds)
+                slow_seconds=slow_seconds, size_cases=size_cases)
     if hostile:
         hostile_files()  # built once, before the first request waits for the PNG bomb
+    if size_cases:
+        _gzip_bomb()  # likewise
     if prepare:
         site.prepare()
     server = _Server(("127.0.0.1", port), Handler)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from catalog.imaging import ImageRejected
 from catalog.settings import get_settings
 from catalog.store import ImageStore
 from pipeline.serve.deps import READ
@@ -55,6 +56,9 @@ async def thumbnail(sha256: Sha256, request: Request,
     cached = _cached(request, etag)
     if cached is not None:
         return cached
-    path = await run_in_threadpool(make_thumbnail, _stored(sha256), sha256, size)
+    try:
+        path = await run_in_threadpool(make_thumbnail, _stored(sha256), sha256, size)
+    except ImageRejected as exc:  # a stored file over today's pixel limit is not decoded
+        raise ApiError(422, exc.reason, f"{sha256}: {exc}") from exc
     return FileResponse(path, media_type="image/jpeg",
                         headers={"ETag": etag, "Cache-Control": FOREVER})

@@ -171,11 +171,15 @@ class Selection:
     n_train: int
     seconds: float
     varied: list[str] = field(default_factory=list)
+    # the figure to expect on photos nobody tuned on (nested cross-validation), when the
+    # training split has enough distinct photos per class for it
+    estimate: NestedEstimate | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"best": self.best, "cv_accuracy": self.score.accuracy,
                 "cv_loss": self.score.loss, "folds": self.folds, "n_train": self.n_train,
                 "seconds": round(self.seconds, 1), "varied": self.varied,
+                "honest_estimate": self.estimate.as_dict() if self.estimate else None,
                 "scores": [s.as_dict(self.varied) for s in self.scores]}
 
 

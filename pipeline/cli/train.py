@@ -118,6 +118,16 @@ def train_cmd(
     if as_json:
         print_json(results)
         return
+    if selection is not None and selection.estimate is not None:
+        e = selection.estimate
+        console.print(f"honest estimate: {e.accuracy:.3f} [{e.interval[0]:.3f}, "
+                      f"{e.interval[1]:.3f}] (95%) on {e.n} training photos nobody tuned on "
+                      f"(nested cross-validation, the recipe chosen inside each of "
+                      f"{len(e.outer)} outer folds); linear probe {e.probe_accuracy:.3f} "
+                      f"[{e.probe_interval[0]:.3f}, {e.probe_interval[1]:.3f}]")
+    elif selection is not None:
+        console.print("no honest estimate: too few distinct photos per class for nested "
+                      "cross-validation (3 outer folds need 3 per class)")
     if selection is not None:
         console.print(f"recipe chosen by {selection.folds}-fold cross-validation on "
                       f"{selection.n_train} training images ({len(selection.scores)} "
@@ -129,8 +139,11 @@ def train_cmd(
             console.print(f"run {r['run']}: job {r['job']} ({r['job_state']}); follow it with "
                           f"`shoal jobs show {r['job']}` and `shoal runs show {r['run']}`")
         else:
-            console.print(f"run {r['run']}: {r['state']}, best val accuracy "
-                          f"{r['best_val_accuracy']:.3f}, final val loss "
+            interval = r.get("val_interval") or [0.0, 0.0]
+            console.print(f"run {r['run']}: {r['state']}, val accuracy "
+                          f"{r['val_accuracy']:.3f} [{interval[0]:.3f}, {interval[1]:.3f}] "
+                          f"(last epoch), best epoch {r['best_val_accuracy']:.3f} (peeks at "
+                          f"validation), final val loss "
                           f"{r['final_val_loss']:.3f}, {r['train_seconds']:.0f} s; TensorBoard "
                           f"logs in {r['tensorboard']}")
 

@@ -204,12 +204,18 @@ def train(req: TrainRequest, *, wait: bool | None = None, listener: Listener | N
 
 def run_result(run_id: int, selection: Any = None) -> dict[str, Any]:
     from catalog.models import TrainingRun
+    from trainer.runs import run_summary
 
     with session_scope() as session:
         run = session.get_one(TrainingRun, run_id)
+        summary = run_summary(session, run)
+        estimate = selection.estimate if selection is not None else None
         return {"run": run_id, "state": run.state,
-                **({"recipe": selection.best, "cv_accuracy": selection.score.accuracy}
+                **({"recipe": selection.best, "cv_accuracy": selection.score.accuracy,
+                    "honest_estimate": estimate.as_dict() if estimate else None}
                    if selection is not None else {}),
+                "val_accuracy": summary["val_accuracy"],
+                "val_interval": summary["val_interval"], "n_val": summary["n_val"],
                 "best_val_accuracy": run.best_val_accuracy,
                 "final_val_loss": run.final_val_loss,
                 "train_seconds": run.train_seconds,

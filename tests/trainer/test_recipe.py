@@ -112,6 +112,12 @@ def test_cli_selects_a_recipe_by_cross_validation_then_trains_it(small_env, monk
     assert hyper["image_size"] == FAST["image_size"] and hyper["batch_size"] == 8  # fixed
     saved = json.loads((Path(run.checkpoint_path).parent / "recipe-selection.json").read_text())
     assert len(saved["scores"]) == 4 and saved["best"]["lr"] == hyper["lr"]
+    # the headline figure: nested cross-validation over the 12 training photos (4 a class)
+    honest = out[0]["honest_estimate"]
+    assert honest["n"] == 12 and honest["outer_folds"] == 4 and honest["inner_folds"] == 3
+    assert honest["interval"][0] <= honest["accuracy"] <= honest["interval"][1]
+    assert saved["honest_estimate"] == honest
+    assert out[0]["n_val"] == 6 and out[0]["val_interval"][0] <= out[0]["val_accuracy"]
 
 
 def test_cli_best_recipe_and_study_default(small_env) -> None:

@@ -393,35 +393,9 @@ def define(kind: str) -> Task:
     return app.task(job_task, name=task_name(kind), bind=True)
 
 
-crawl = define("crawl")
-import_photos = define("import_photos")
-dedupe = define("dedupe")
-review_setup = define("review_setup")
-review_push = define("review_push")
-review_pull = define("review_pull")
-approve_by_keyword = define("approve_by_keyword")
-auto_accept = define("auto_accept")
-dataset_create = define("dataset_create")
-dataset_export = define("dataset_export")
-train = define("train")
-predict = define("predict")
-curate = define("curate")
-
-TASKS: dict[str, Task] = {
-    "crawl": crawl,
-    "import_photos": import_photos,
-    "dedupe": dedupe,
-    "review_setup": review_setup,
-    "review_push": review_push,
-    "review_pull": review_pull,
-    "approve_by_keyword": approve_by_keyword,
-    "auto_accept": auto_accept,
-    "dataset_create": dataset_create,
-    "dataset_export": dataset_export,
-    "train": train,
-    "predict": predict,
-    "curate": curate,
-}
+# one Celery task per job kind, named pipeline.jobs.tasks.<kind> (task_name), as the queues'
+# routes expect
+TASKS: dict[str, Task] = {kind: define(kind) for kind in BODIES}
 
 
 # --- worker process hooks -------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typer.core import TyperGroup
 
 from catalog.db import CatalogUnavailable, check_migrated, session_scope
 from catalog.models import Job, JobState
+from catalog.settings import SettingsInvalid
 from catalog.species import SpeciesFileError, UnknownSpecies
 from pipeline.errors import ShoalError, printable
 from trainer.errors import TrainingError
@@ -43,6 +44,7 @@ USER_ERRORS: dict[type[BaseException], int] = {
     UnknownSpecies: 2,
     TrainingError: 2,  # what the trainer refuses: bad options, data or weights
     SpeciesFileError: 2,
+    SettingsInvalid: 2,  # a SHOAL_* value out of its range or of the wrong kind
     CatalogUnavailable: 3,
 }
 

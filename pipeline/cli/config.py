@@ -18,7 +18,7 @@ def config_cmd(as_json: bool = JSON_OPTION) -> None:
         "SHOAL_DATABASE_URL": mask_url(s.resolved_database_url),
         "SHOAL_BROKER_URL": mask_url(s.broker_url) if s.broker_url else "(in-process)",
         "SHOAL_RESULT_BACKEND": mask_url(s.result_backend) if s.result_backend else "",
-        "SHOAL_LABEL_STUDIO_URL": s.label_studio_url or "",
+        "SHOAL_LABEL_STUDIO_URL": mask_url(s.label_studio_url) if s.label_studio_url else "",
         "SHOAL_LABEL_STUDIO_TOKEN": mask_secret(
             s.label_studio_token.get_secret_value() if s.label_studio_token else None
         ),

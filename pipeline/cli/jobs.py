@@ -19,7 +19,7 @@ from pipeline.cli.common import (
 )
 from pipeline.errors import ServiceUnavailable, UsageError
 from pipeline.jobs.broker import QUEUE_OF
-from pipeline.jobs.flow import crawl_chain, train_chain, where_jobs_run
+from pipeline.jobs.flow import EXIT_CODE_OF, crawl_chain, train_chain, where_jobs_run
 from pipeline.jobs.submit import (
     cancel,
     job_detail,
@@ -69,8 +69,10 @@ def report_submitted(jobs: list[Job], as_json: bool) -> None:
             tail = note(job_dict(job))
             console.print(f"job {job.id} {job.kind}: {job.state} ({where})"
                           + (f" - {tail}" if tail else ""), highlight=False)
-    if any(j.state == JobState.FAILED for j in jobs):
-        raise typer.Exit(1)
+    failed = [j for j in jobs if j.state == JobState.FAILED]
+    if failed:  # a user error inside the job keeps its own exit code (2: bad arguments)
+        raise typer.Exit(max(EXIT_CODE_OF.get((j.error or "").split(":", 1)[0], 1)
+                             for j in failed))
 
 
 @jobs_app.command("list")

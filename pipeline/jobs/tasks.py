@@ -60,13 +60,24 @@ def dedupe_body(ctx: JobContext) -> dict[str, Any]:
 
     a = ctx.args
     dry_run = bool(a.get("dry_run", False))
+    radius, dhash_radius, top = (whole_number(ctx, k) for k in ("radius", "dhash_radius", "top"))
     with session_scope() as session:
-        report = run_dedupe(session, radius=a.get("radius"), dhash_radius=a.get("dhash_radius"),
-                            rescan=bool(a.get("rescan", False)), top=int(a.get("top", 10)),
+        report = run_dedupe(session, radius=radius, dhash_radius=dhash_radius,
+                            rescan=bool(a.get("rescan", False)), top=10 if top is None else top,
                             dry_run=dry_run, progress=stage_progress(ctx))
         if dry_run:
             session.rollback()
         return report.as_dict()
+
+
+def whole_number(ctx: JobContext, name: str) -> int | None:
+    """A job argument that must be a whole number (or absent), refused in one line."""
+    value = ctx.args.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+        raise UsageError(f"{ctx.kind} argument {name} must be a whole number, not {value!r}")
+    return int(value)
 
 
 def review_client() -> Any:

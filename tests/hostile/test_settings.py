@@ -37,3 +37,12 @@ def test_config_masks_passwords_inside_urls(tmp_path) -> None:
     assert "hunter2" not in done.stdout and "s3cret" not in done.stdout
     assert shown["SHOAL_LABEL_STUDIO_URL"].startswith("http://ann:")
     assert "ls.local:8080" in shown["SHOAL_LABEL_STUDIO_URL"]
+
+
+def test_a_bad_job_argument_is_one_line_and_exit_2(tmp_path) -> None:
+    env = child_env(SHOAL_DATA_DIR=str(tmp_path))
+    assert shoal("db", "upgrade", env=env).rc == 0
+    done = shoal("jobs", "submit", "dedupe", "-a", "radius=abc", env=env)
+    assert done.rc == 2 and "Traceback" not in done.stdout + done.stderr
+    assert "dedupe argument radius must be a whole number, not 'abc'" in done.stdout
+    assert len([line for line in done.stdout.splitlines() if line.strip()]) == 1

@@ -179,8 +179,13 @@ def test_broker_restart_mid_job_loses_nothing(worker, own_redis, fishdata: Path)
     assert done.state == JobState.SUCCEEDED, (done.state, done.message, w.text()[-3000:])
     head = job_row(first.id)
     assert_imported_once(head, n_files)
-    assert (head.attempts, head.recoveries) == (2, 1)
-    assert f"job {first.id} was lost (running with no live worker" in w.text()
+    assert head.attempts == 2
+    # the second attempt comes from the sweeper (the lease lapsed with no live worker) or, when
+    # the worker's own retry of the lost connection gets there first (seen with AOF in a
+    # fresh-clone run), from that retry: either way exactly once, nothing imported twice
+    if head.recoveries:
+        assert head.recoveries == 1
+        assert f"job {first.id} was lost (running with no live worker" in w.text()
 
 
 def test_redis_losing_its_data_loses_no_job(worker, spawn, fault_env: dict, own_redis,

@@ -73,7 +73,7 @@ def test_failure_is_recorded_and_stops_the_chain(sqlite_env) -> None:
         f"{first.worker_host.split('@')[1]}: /no/such/folder"
     assert second.state == JobState.CANCELLED and second.attempts == 0
     out = json.loads(cli("jobs", "submit", "import_photos", "-a", "path=/nope",
-                         "-a", "species=hairtail", "--json", code=1))
+                         "-a", "species=hairtail", "--json", code=2))
     assert out[0]["state"] == "failed"
 
 

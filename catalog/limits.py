@@ -7,7 +7,7 @@ from catalog.settings import Settings, get_settings
 
 
 def limits_from_settings(settings: Settings | None = None) -> Limits:
-    s = settings or get_settings()
+    s = (settings or get_settings()).catalog
     return Limits(
         min_side=s.min_side,
         max_pixels=s.max_pixels,

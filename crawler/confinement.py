@@ -8,7 +8,7 @@ whole middleware chain again). Scrapy's own ``OffsiteMiddleware`` is not enough:
 
 A request is refused, in this order, when its URL is not http(s) with a host
 (``unsupported_url``), its host is not one of the source's (``offsite``, ``crawler.hosts``), or
-its host resolves to an address that is not public (``private_address``, ``crawler.addresses``)
+its host resolves to an address that is not public (``private_address``, ``catalog.addresses``)
 and is not on ``SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS``. Names are resolved with the reactor's
 resolver, the one (and the cache) the download then connects with, so the address checked is
 the address fetched; legacy spellings (``2130706433``, ``0177.0.0.1``, ``0x7f000001``) resolve
@@ -26,8 +26,8 @@ from scrapy import Request, signals
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 
+from catalog.addresses import IPAddress, canonical, literal_address, parse_allow_list, refusal
 from catalog.imaging import Reject
-from crawler.addresses import IPAddress, canonical, literal_address, parse_allow_list, refusal
 from crawler.failures import RequestRefused
 from crawler.hosts import host_allowed, spider_hosts
 
@@ -36,7 +36,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ConfinementMiddleware:
-    """Settings: ``SHOAL_ALLOW_PRIVATE_HOSTS`` (list of allow entries, ``crawler.addresses``)."""
+    """Settings: ``SHOAL_ALLOW_PRIVATE_HOSTS`` (list of allow entries, ``catalog.addresses``)."""
 
     def __init__(self, crawler: Any) -> None:
         self.crawler = crawler

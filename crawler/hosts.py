@@ -7,7 +7,7 @@ those, the host each of its sites is configured at (``site_keys`` and a profile'
 through ``site_url``) is allowed, so a ``SHOAL_CRAWL_SITE_*`` override (a mirror, the local test
 site) is reachable. A name matches an allowed host when it is that host or one of its subdomains
 (``upload.wikimedia.org`` allows ``x.upload.wikimedia.org``, not ``wikimedia.org``); ``*``
-allows any host. Whatever the host, the address check (``crawler.addresses``) still applies.
+allows any host. Whatever the host, the address check (``catalog.addresses``) still applies.
 """
 
 from __future__ import annotations

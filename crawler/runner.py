@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from catalog.db import session_scope
 from catalog.models import CrawlJob, JobState, utcnow
-from catalog.settings import get_settings
+from catalog.settings import child_env, get_settings
 from catalog.species import get_species
 from crawler.crawl_process import log_path
 from crawler.sources import UnknownSource, spider_for
@@ -71,7 +71,7 @@ def _child_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     if wrong:
         raise ValueError(f"only {CRAWL_ENV_PREFIX}* settings can be set per crawl, not "
                          f"{', '.join(wrong)}")
-    env = {**os.environ, **(overrides or {})}
+    env = child_env(overrides)
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env

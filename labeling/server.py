@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from catalog.settings import child_env, get_settings
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "labelstudio.sh"
 DEV_TOKEN = "5ba1f1e1d0c0ffee5ba1f1e1d0c0ffee5ba1f1e1"  # the script's public development token
@@ -34,9 +35,10 @@ def local_label_studio(root: Path, *, loopback_webhooks: bool = False,
     """A server on a free loopback port with its data under ``root``; stopped on exit."""
     files_root, data_dir = root / "data", root / "labelstudio"
     (files_root / "images").mkdir(parents=True, exist_ok=True)
-    token = os.environ.get("SHOAL_LABEL_STUDIO_TOKEN") or DEV_TOKEN
-    env = {**os.environ, "SHOAL_LABEL_STUDIO_TOKEN": token,
-           "SHOAL_LS_ALLOW_LOOPBACK_WEBHOOKS": "1" if loopback_webhooks else "0"}
+    configured = get_settings().review.label_studio_token
+    token = (configured.get_secret_value() if configured else "") or DEV_TOKEN
+    env = child_env({"SHOAL_LABEL_STUDIO_TOKEN": token,
+                     "SHOAL_LS_ALLOW_LOOPBACK_WEBHOOKS": "1" if loopback_webhooks else "0"})
     port = free_port()
     where = ["--data-dir", str(data_dir)]
     started = subprocess.run(

@@ -75,7 +75,7 @@ def test_config_masks_token(monkeypatch, shoal_env):
     get_settings.cache_clear()
     result = runner.invoke(app, ["config", "--json"])
     data = json.loads(result.stdout)
-    assert data["SHOAL_LABEL_STUDIO_TOKEN"] == "abcd…"
+    assert data["review"]["SHOAL_LABEL_STUDIO_TOKEN"] == "abcd…"
     assert "0123456789" not in result.stdout
 
 

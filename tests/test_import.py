@@ -31,7 +31,7 @@ def test_import_real_photos_then_reimport_adds_nothing(shoal_env, fishdata):
         assert len(stored) == first["new"]
         for img in stored:
             assert (shoal_env.image_dir / img.path).is_file()
-            assert max(img.width, img.height) <= shoal_env.max_long_side
+            assert max(img.width, img.height) <= shoal_env.catalog.max_long_side
         assert s.scalar(select(func.count()).select_from(ImageSource)) == first["files"]
 
 

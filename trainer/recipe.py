@@ -35,7 +35,7 @@ from trainer.loops import FeatureLoop, class_weights
 from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
 from trainer.registry import get_arch
-from trainer.runs import RECIPE
+from trainer.runs import RECIPE, loader_workers
 from trainer.train import fast_features
 from trainer.transforms import presets
 
@@ -281,7 +281,7 @@ def select_recipe(
         # one forward fills every layer any candidate of the group uses
         fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
                       eval_tf).fill(model, train, [], views, progress=progress,
-                                    workers=int(group[0].get("workers", 0)))
+                                    workers=loader_workers(group[0]))
         loaded: dict[tuple[int, str], tuple[ViewFeatures, torch.Tensor, torch.Tensor]] = {}
         for hyper in group:
             reads = head_input(hyper)
@@ -371,7 +371,7 @@ def _features(
     train_tf, eval_tf = presets(spec.mean, spec.std, hyper)
     views = int(hyper["views"])
     features = fast_features(arch, weights, hyper, train_tf, eval_tf)
-    features.fill(model, records, [], views, workers=int(hyper.get("workers", 0)))
+    features.fill(model, records, [], views, workers=loader_workers(hyper))
     pool = features.pool(records, views)[:, :features.pool_width(views)]
     return pool, features.evaluation(records)
 

@@ -47,9 +47,15 @@ RECIPE: dict[str, Any] = {
     "feature_norm": "none",  # "l2": each feature layer scaled to unit RMS before the head
     "fast": True,  # frozen mode trains the head on cached features
     "precision": "auto",  # feature extraction: bf16 where the CPU has native support
-    "workers": 0,  # image decoding processes
+    "workers": None,  # image decoding processes (None: SHOAL_TRAIN_WORKERS, written on the run)
     "checkpoint_seconds": 60,  # write checkpoints at most this often (and after the last epoch)
 }
+
+
+def loader_workers(hyper: dict[str, Any]) -> int:
+    """The recipe's data-loading processes, else ``SHOAL_TRAIN_WORKERS``."""
+    given = hyper.get("workers")
+    return int(given) if given is not None else get_settings().train.workers
 
 
 def run_dir(run_id: int) -> Path:
@@ -72,6 +78,8 @@ def create_run(
     if unknown:
         raise TrainingError(f"unknown hyperparameter(s): {', '.join(unknown)}")
     params = {**RECIPE, **{k: v for k, v in hyper.items() if v is not None}}
+    if params["workers"] is None:
+        params["workers"] = get_settings().train.workers
     if int(params["epochs"]) < 1 or int(params["batch_size"]) < 1 or int(params["views"]) < 1:
         raise TrainingError("epochs, batch size and views must be at least 1")
     if not float(params["lr"]) > 0:

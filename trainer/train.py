@@ -7,7 +7,8 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from trainer.loops import EvalStats, FeatureLoop, ImageLoop, class_weights
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
 from trainer.model import ShoalNet, build_model, head_input, layer_names, set_mode
 from trainer.registry import get_arch
-from trainer.runs import get_run, run_dir
+from trainer.runs import get_run, loader_workers, run_dir
 from trainer.transforms import presets
 
 Progress = Callable[[str, int, int], None]
@@ -89,7 +90,8 @@ def train_run(run_id: int, *, progress: Progress | None = None) -> TrainingRun:
     _mark(run_id, state=JobState.RUNNING, error=None, started_at=utcnow(),
           finished_at=None, host=socket.gethostname())
     try:
-        _train(_plan(run_id), progress)
+        with torch_threads(get_settings().train.threads):
+            _train(_plan(run_id), progress)
     except Exception as exc:
         reason = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
         _mark(run_id, state=JobState.FAILED, error=reason, finished_at=utcnow())
@@ -130,7 +132,7 @@ def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progre
     features = fast_features(plan.arch, plan.weights, hyper, train_tf, eval_tf)
     views = int(hyper.get("views", 1))
     features.fill(model, src.train, src.val, views, progress=progress,
-                  workers=int(hyper.get("workers", 0)))
+                  workers=loader_workers(hyper))
     labels = torch.tensor([r.label for r in src.train])
     return FeatureLoop(
         model.head, optimizer, features.pool(src.train, views), labels,
@@ -138,6 +140,19 @@ def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progre
         int(hyper["batch_size"]), int(hyper["seed"]),
         float(hyper.get("label_smoothing", 0.0)), _class_weight(hyper, labels, src.classes),
     ), {"feature_cache": features.keys, "precision": features.precision}
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """``SHOAL_TRAIN_THREADS`` for one run (0: leave torch's own count), restored after, so a
+    worker process that runs other jobs keeps its own."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _class_weight(hyper: dict[str, Any], labels: torch.Tensor,
@@ -161,7 +176,7 @@ def _train(plan: Plan, progress: Progress | None) -> None:
     else:
         loop, extra = ImageLoop(
             model, optimizer, plan.mode, src.train, src.val, train_tf, eval_tf,
-            int(hyper["batch_size"]), seed, int(hyper.get("workers", 0)),
+            int(hyper["batch_size"]), seed, loader_workers(hyper),
             float(hyper.get("label_smoothing", 0.0)),
             _class_weight(hyper, torch.tensor([r.label for r in src.train]), src.classes),
         ), {}

@@ -6,7 +6,6 @@ and then in this package. ``base_url`` is overridden by ``SHOAL_CRAWL_SITE_<SITE
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit, urluns
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from catalog.settings import get_settings
 from crawler.sites import site_env_name, site_url
 
 HERE = Path(__file__).parent
@@ -147,8 +147,7 @@ class Profile(BaseModel):
 
 
 def profile_dirs() -> list[Path]:
-    extra = [Path(p) for p in os.environ.get("SHOAL_CRAWL_PROFILE_DIRS", "").split(":") if p]
-    return [*extra, HERE]
+    return [*get_settings().crawl.profile_dirs, HERE]
 
 
 def available_profiles(kind: str | None = None) -> list[str]:

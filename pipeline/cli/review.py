@@ -50,7 +50,7 @@ def label_studio_errors() -> Iterator[None]:
 
 
 def client_from_settings() -> LabelStudio:
-    s = get_settings()
+    s = get_settings().review
     token = s.label_studio_token.get_secret_value() if s.label_studio_token else ""
     with label_studio_errors():
         return make_client(s.label_studio_url or "", token)
@@ -143,7 +143,7 @@ def serve_webhooks_cmd(
                                         help="Open connections before answering 503."),
 ) -> None:
     """Receive Label Studio webhooks (shared secret in X-Shoal-Webhook-Secret) until Ctrl-C."""
-    settings = get_settings()
+    settings = get_settings().review
     if not settings.webhook_secret:
         raise UsageError("set SHOAL_WEBHOOK_SECRET: the endpoint refuses unsigned calls")
     check_migrated()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from catalog.db import check_migrated
@@ -13,7 +11,7 @@ from pipeline.jobs.broker import QUEUES
 
 
 def require_broker(what: str) -> None:
-    if not get_settings().broker_url:
+    if not get_settings().jobs.broker_url:
         raise UsageError(f"{what} needs a broker: set SHOAL_BROKER_URL (e.g. "
                          "redis://127.0.0.1:6379/0); without one every job runs in-process")
     check_migrated()
@@ -60,8 +58,10 @@ def beat_cmd(
 
     Start a second one anywhere for failover: one holds the lease, the others stand by."""
     require_broker("beat")
-    if interval:
-        os.environ["SHOAL_BEAT_INTERVAL"] = str(interval)
     from pipeline.jobs.broker import app
+
+    if interval:
+        app.conf.shoal_beat_interval = interval
+        app.conf.beat_max_loop_interval = max(1.0, interval)
 
     app.start(["beat", "-S", "pipeline.jobs.beat:CatalogScheduler", "-l", loglevel])

@@ -119,7 +119,7 @@ def demo_request(chosen: list[tuple[str, str, Path]], opts: DemoOptions) -> Flow
     """Every demo species from every demo source; curated by the first model; reviewed in
     Label Studio when it is configured (suspects first), otherwise the model approves what it
     is sure of and the suspects are held back."""
-    review = "curated" if get_settings().label_studio_url else "auto"
+    review = "curated" if get_settings().review.label_studio_url else "auto"
     hyper = {"epochs": opts.epochs, "views": opts.views, "lr": opts.lr}
     return FlowRequest(
         crawls=tuple((slug, source) for slug, _latin, _folder in chosen
@@ -261,7 +261,7 @@ def review_summary(jobs: list[Job], held: dict[str, Any]) -> str:
                 "rest left for review")
     push = by_kind["review_push"]
     accepted = (push.get("auto_accepted") or {}).get("approved", 0)
-    url = get_settings().label_studio_url
+    url = get_settings().review.label_studio_url
     return (f"Label Studio at {url}: {push.get('pushed')} tasks pushed, suspects first "
             f"({push.get('order')} order), annotations pulled; {accepted} images APPROVED BY "
             f"THE MODEL (recorded as its decision); {suspects} suspects held back, the rest "

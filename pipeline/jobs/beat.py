@@ -20,7 +20,7 @@ from celery.beat import Scheduler
 
 from catalog import leases
 from catalog.db import session_scope
-from pipeline.jobs.broker import queue_settings
+from catalog.settings import get_settings
 from pipeline.jobs.schedules import enqueue_due
 from pipeline.jobs.sweeper import Sweeper
 
@@ -32,7 +32,10 @@ LEASE = "beat"
 class CatalogScheduler(Scheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
-        self.every = queue_settings().beat_interval
+        app = kwargs.get("app") or (args[0] if args else None)
+        # `shoal beat --interval` sets it on the app; else SHOAL_BEAT_INTERVAL
+        given = getattr(getattr(app, "conf", None), "shoal_beat_interval", None)
+        self.every = float(given or get_settings().jobs.beat_interval)
         self.lease_seconds = max(3 * self.every, 2.0)
         self.leader = False
         self._next_read = 0.0

@@ -10,8 +10,6 @@ from typing import Any
 
 from celery import Celery
 from kombu import Queue
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from catalog.settings import get_settings
 
@@ -36,43 +34,12 @@ QUEUE_OF: dict[str, str] = {
 }
 
 
-class QueueSettings(BaseSettings):
-    """Knobs of the queue; every field reads ``SHOAL_<NAME>`` like the catalog's settings."""
-
-    model_config = SettingsConfigDict(env_prefix="SHOAL_", env_file=".env", extra="ignore")
-
-    # The study's slowest model (ResNet101, 10 epochs) took 5.7 h on a laptop CPU: an unacked
-    # message is handed to another worker only after this long, so it must outlast any job.
-    visibility_timeout: int = Field(12 * 3600, description="seconds before an unacked task is "
-                                    "redelivered; longer than the longest training job")
-    unacked_restore_interval: int = Field(10, description="seconds between redelivery sweeps")
-    job_lease_seconds: int = Field(60, description="a running job's heartbeat lease; a job whose "
-                                   "worker died is taken over after this long")
-    max_retries: int = Field(5, description="retries of a task that hit a network error")
-    retry_backoff_max: int = Field(600, description="cap of the exponential retry backoff (s)")
-    beat_interval: float = Field(30.0, description="seconds between beat's catalog reads")
-    sweep_interval: float = Field(60.0, description="seconds between sweeps for jobs the broker "
-                                  "lost (one process of beat and the workers sweeps); 0: "
-                                  "workers do not sweep")
-    job_lost_after: float = Field(300.0, description="a queued job whose message the broker "
-                                  "does not hold is sent again after this long")
-    max_recoveries: int = Field(3, description="times a lost job is sent again before it is "
-                                "failed")
-    publish_retries: int = Field(2, description="retries of a message the broker refused at "
-                                 "submit, a fraction of a second apart")
-
-
-def queue_settings() -> QueueSettings:
-    return QueueSettings()
-
-
 def task_name(kind: str) -> str:
     return f"pipeline.jobs.tasks.{kind}"
 
 
 def celery_config() -> dict[str, Any]:
-    settings = get_settings()
-    qs = queue_settings()
+    qs = get_settings().jobs
     transport = {
         "visibility_timeout": qs.visibility_timeout,
         "unacked_restore_interval": qs.unacked_restore_interval,
@@ -80,8 +47,8 @@ def celery_config() -> dict[str, Any]:
         "unacked_restore_throttle": 1,
     }
     return {
-        "broker_url": settings.broker_url,
-        "result_backend": settings.result_backend or settings.broker_url,
+        "broker_url": qs.broker_url,
+        "result_backend": qs.result_backend or qs.broker_url,
         "broker_transport_options": transport,
         "result_backend_transport_options": {"visibility_timeout": qs.visibility_timeout},
         "broker_connection_retry_on_startup": True,

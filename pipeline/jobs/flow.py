@@ -260,7 +260,7 @@ def crawl_chain(species: str, source: str, limit: int | None = None,
     """crawl -> dedupe -> review push (the push only when Label Studio is configured,
     unless ``review`` says otherwise): what beat queues for a due schedule."""
     if review is None:
-        review = bool(get_settings().label_studio_url)
+        review = bool(get_settings().review.label_studio_url)
     req = FlowRequest(crawls=((species, source),), limit=limit,
                       review="push" if review else "none",
                       args={"review_push": {"species": [species]}})

@@ -30,7 +30,6 @@ from catalog import leases
 from catalog.db import get_engine, session_scope
 from catalog.models import Job, JobState, utcnow
 from catalog.settings import get_settings
-from pipeline.jobs.broker import queue_settings
 from pipeline.jobs.transient import retrying
 
 log = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ def execute(
     or None to record the failure (then the exception propagates, so a chain stops).
     """
     holder = f"{host}:{os.getpid()}:{uuid4().hex[:8]}"
-    lease_s = queue_settings().job_lease_seconds
+    lease_s = get_settings().jobs.job_lease_seconds
     ctx = retrying(f"job {job_id}: start", lambda: _started(job_id, host, holder, lease_s))
     if ctx is None:
         return None

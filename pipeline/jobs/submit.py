@@ -32,7 +32,7 @@ RETRYABLE = (JobState.FAILED, JobState.CANCELLED)
 
 
 def broker_configured() -> bool:
-    return bool(get_settings().broker_url)
+    return bool(get_settings().jobs.broker_url)
 
 
 def submit(kind: str, args: dict[str, Any] | None = None, *,

@@ -41,7 +41,8 @@ from catalog import leases
 from catalog.db import session_scope
 from catalog.leases import as_utc
 from catalog.models import Job, JobState, TrainingRun, utcnow
-from pipeline.jobs.broker import QUEUES, QueueSettings, queue_settings
+from catalog.settings import JobsSettings, get_settings
+from pipeline.jobs.broker import QUEUES
 from pipeline.jobs.runner import ACTIVE, cancel_jobs, followers, lease_name
 from pipeline.jobs.submit import BROKER_DOWN, broker_configured, publish, run_here
 
@@ -111,7 +112,7 @@ def task_id_of(message: bytes | str | dict[str, Any]) -> str | None:
 
 
 def find_lost(session: Session, view: BrokerView, now: datetime,
-              qs: QueueSettings) -> list[Lost]:
+              qs: JobsSettings) -> list[Lost]:
     parent = aliased(Job)
     rows = session.execute(
         select(Job, parent.state, parent.finished_at)
@@ -161,7 +162,7 @@ def cancel_orphans(session: Session) -> list[int]:
     return cancelled
 
 
-def recover(lost: Lost, holder: str, qs: QueueSettings) -> str | None:
+def recover(lost: Lost, holder: str, qs: JobsSettings) -> str | None:
     """Send a lost job again (returns "redispatched") or fail it ("failed"); None when it
     moved meanwhile. The job's lease is taken for the change, so no worker starts it halfway."""
     with session_scope() as session:
@@ -223,7 +224,7 @@ def reset_runs(session: Session) -> list[int]:
 
 def sweep(holder: str | None = None) -> SweepReport:
     """One pass: orphans cancelled, lost jobs sent again or failed, stale runs reset."""
-    qs = queue_settings()
+    qs = get_settings().jobs
     holder = holder or f"sweeper@{socket.gethostname()}:{os.getpid()}"
     report = SweepReport()
     try:
@@ -267,7 +268,7 @@ class Sweeper:
     holder stops)."""
 
     def __init__(self, every: float | None = None) -> None:
-        self.every = every if every is not None else queue_settings().sweep_interval
+        self.every = every if every is not None else get_settings().jobs.sweep_interval
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
         self._next = 0.0
 
@@ -306,7 +307,7 @@ _thread: SweepThread | None = None
 def start_in_worker(**_kwargs: Any) -> None:
     """``worker_ready`` handler: start this worker's sweeper thread (unless disabled)."""
     global _thread
-    every = queue_settings().sweep_interval
+    every = get_settings().jobs.sweep_interval
     if every > 0 and _thread is None:
         _thread = SweepThread(every)
         _thread.start()

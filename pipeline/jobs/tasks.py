@@ -25,7 +25,7 @@ from catalog.db import get_engine, session_scope
 from catalog.models import CrawlJob, DatasetVersion, JobState, TrainingRun
 from catalog.settings import get_settings
 from pipeline.errors import ServiceUnavailable, UsageError
-from pipeline.jobs.broker import QUEUE_OF, app, queue_settings, task_name
+from pipeline.jobs.broker import QUEUE_OF, app, task_name
 from pipeline.jobs.runner import Body, JobContext, RetryJob, execute
 from pipeline.jobs.transient import is_transient_db_error
 
@@ -83,7 +83,7 @@ def whole_number(ctx: JobContext, name: str) -> int | None:
 def review_client() -> Any:
     from labeling.client import make_client
 
-    settings = get_settings()
+    settings = get_settings().review
     if not settings.label_studio_url or not settings.label_studio_token:
         raise ServiceUnavailable(
             "Label Studio is not configured: set SHOAL_LABEL_STUDIO_URL and "
@@ -101,7 +101,8 @@ def review_setup_body(ctx: JobContext) -> dict[str, Any]:
     root = Path(a.get("files_root") or settings.data_dir).resolve()
     if not a.get("files_root"):
         settings.image_dir.mkdir(parents=True, exist_ok=True)
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    review = settings.review
+    secret = review.webhook_secret.get_secret_value() if review.webhook_secret else None
     client = review_client()
     with session_scope() as session:
         return setup_project(session, client, files_root=root, overlap=int(a.get("overlap", 1)),
@@ -375,7 +376,7 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def network_retry_in(exc: BaseException, attempt: int) -> float | None:
-    qs = queue_settings()
+    qs = get_settings().jobs
     if attempt > qs.max_retries or not is_retryable(exc):
         return None
     return float(get_exponential_backoff_interval(

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from catalog.settings import child_env
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +30,7 @@ class ServeProcess:
         self.host, self.port = host, port or free_port()
         self.url = f"http://{host}:{self.port}"
         self.log = log
-        full_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        full_env = child_env({**(env or {}), "PYTHONUNBUFFERED": "1"})
         full_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO), full_env.get("PYTHONPATH")) if p)
         with log.open("wb") as out:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from catalog.addresses import BadAllowEntry, is_public, parse_allow_list, refusal
 from catalog.db import session_scope
 from catalog.imaging import Reject
 from catalog.models import CrawlJob, ImageSource, JobState
-from crawler.addresses import BadAllowEntry, is_public, parse_allow_list, refusal
 from crawler.hosts import allowed_hosts, host_allowed
 from crawler.runner import CrawlFailed, run_crawl
 from tests.hostile.conftest import planted_shop

@@ -215,8 +215,8 @@ def annotate_result(choice: str) -> list:
 @pytest.fixture
 def webhook_server(review_env) -> Iterator[WebhookServer]:
     server = WebhookServer(("127.0.0.1", free_port()), "test-secret", session_scope,
-                           Annotators(make_client(review_env.label_studio_url,
-                                                  review_env.label_studio_token
+                           Annotators(make_client(review_env.review.label_studio_url,
+                                                  review_env.review.label_studio_token
                                                   .get_secret_value())))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

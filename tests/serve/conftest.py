@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from catalog.db import session_scope
 from catalog.settings import Settings
-from pipeline.serve.config import serve_config
 from pipeline.serve.process import ServeProcess, free_port
 from tests.conftest import _make_env
 from tests.trainer.conftest import FAST, load_small
@@ -45,10 +44,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, fishdata: Path) -> Iterator
         mp.setenv("SHOAL_API_TOKEN", TOKEN)
         # species names resolve against a GBIF that is not there: nothing leaves the machine
         mp.setenv("SHOAL_CRAWL_SITE_GBIF_API", f"http://127.0.0.1:{free_port()}/v1")
-        serve_config.cache_clear()
         settings = load_small(fishdata, mp)
         yield Served(settings, train_small())
-        serve_config.cache_clear()
         next(env, None)
 
 

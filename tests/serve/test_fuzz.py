@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from catalog.settings import get_settings
-from pipeline.serve.config import serve_config
 from tests.pipeline.conftest import REDIS_URL
 from tests.serve.conftest import TOKEN
 
@@ -23,7 +22,6 @@ EXAMPLES = 12  # per operation: a few hundred requests in all, each sent with an
 OPERATIONS = [f"{method.upper()} {path}"
               for path, methods in __import__("pipeline.serve.app", fromlist=["create_app"])
               .create_app().openapi()["paths"].items() for method in methods]
-serve_config.cache_clear()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ other parameters with it; anything else is a 404.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,13 +21,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
+from catalog.settings import get_settings
+
 KEY_PARAMS = ("name", "taxonKey", "offset", "q", "id", "geometry", "identifiedByID")
 
 
 def recorded_dir() -> Path:
     """``SHOAL_RECORDED`` or ``../shared/recorded`` beside the checkout."""
     default = Path(__file__).resolve().parents[3].parent / "shared" / "recorded"
-    return Path(os.environ.get("SHOAL_RECORDED", default))
+    return get_settings().demo.recorded or default
 
 
 def recorded(relative: str) -> Path:

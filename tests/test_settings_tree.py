@@ -85,3 +85,11 @@ def test_no_product_module_reads_the_environment_but_the_settings() -> None:
             if lines := _environ_reads(path):
                 found[str(path.relative_to(REPO))] = lines
     assert found == {}, f"os.environ read outside catalog/settings.py: {found}"
+
+
+def test_the_readme_lists_every_setting() -> None:
+    readme = (REPO / "README.md").read_text()
+    missing = [section.env_name(field) for section in SECTIONS.values()
+               for field in section.model_fields
+               if field != "sites" and f"`{section.env_name(field)}`" not in readme]
+    assert missing == []

@@ -145,12 +145,13 @@ def test_address_rules_and_allow_entries():
 
 
 def test_a_bad_allow_entry_or_image_host_is_refused_with_its_text(monkeypatch, tmp_path):
+    from catalog.settings import SettingsInvalid, get_settings
     from crawler.profiles import ProfileError, load_profile
-    from crawler.sites import CrawlSettings
 
     monkeypatch.setenv("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS", "127.0.0.1:8080,localhost")
-    with pytest.raises(ValueError, match="'localhost'"):
-        CrawlSettings()
+    with pytest.raises(SettingsInvalid, match="SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS=.*'localhost'"):
+        get_settings()
+    monkeypatch.delenv("SHOAL_CRAWL_ALLOW_PRIVATE_HOSTS")
     monkeypatch.setenv("SHOAL_CRAWL_PROFILE_DIRS", str(tmp_path))
     planted_shop(tmp_path, monkeypatch, "badhosts", "http://shop.example",
                  image_hosts=["https://cdn.example/img"])

@@ -20,7 +20,6 @@ from catalog.db import session_scope
 from catalog.models import Image, ImageSuspicion
 from pipeline.cli import app as cli_app
 from pipeline.curate.passes import curate
-from pipeline.serve.config import serve_config
 from pipeline.serve.process import ServeProcess
 from tests.curate.conftest import FAST, CurateCatalog, build_catalog
 from tests.serve.conftest import TOKEN
@@ -37,8 +36,7 @@ class Curated:
 
 
 def curated_catalog(fishdata: Path, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> Curated:
-    monkeypatch.setenv("SHOAL_API_TOKEN", TOKEN)
-    serve_config.cache_clear()
+    monkeypatch.setenv("SHOAL_API_TOKEN", TOKEN)  # read with the rest by build_catalog
     catalog = build_catalog(fishdata, tmp, monkeypatch)
     with session_scope() as session:
         return Curated(catalog, curate(session, FAST).run_id)
@@ -49,7 +47,6 @@ def curated(shoal_env, fishdata: Path, tmp_path: Path,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Curated]:
     """On SQLite and on PostgreSQL (the ``shoal_env`` fixture's two databases)."""
     yield curated_catalog(fishdata, tmp_path, monkeypatch)
-    serve_config.cache_clear()
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from sqlalchemy import select
 
-from catalog.models import ImageStatus, ImageSuspicion
+from catalog.models import ImageStatus
 from pipeline.cli.common import (
     JSON_OPTION,
     ShoalGroup,
@@ -20,6 +19,7 @@ from pipeline.cli.common import (
     progress_bar,
 )
 from pipeline.curate.label_issues import DEFAULT_FOLDS
+from pipeline.curate.suspects import REASONS, SuspectQuery, list_suspects
 from pipeline.errors import ShoalError
 
 curate_app = typer.Typer(cls=ShoalGroup, invoke_without_command=True,
@@ -66,16 +66,7 @@ def curate_cmd(
         with progress_bar() as bar:
             report = curate(session, opts, progress=_bar_progress(bar))
         report.gallery = str(write_gallery(session, report.run_id, gallery))
-        rows = [
-            {"image_id": s.image_id, "score": s.score, "reasons": s.reasons,
-             "given": s.given_label, "suggested": s.suggested_label,
-             "suggested_probability": s.suggested_probability,
-             "given_probability": s.given_probability}
-            for s in session.scalars(
-                select(ImageSuspicion).where(ImageSuspicion.run_id == report.run_id,
-                                             ImageSuspicion.suspect.is_(True))
-                .order_by(ImageSuspicion.score.desc(), ImageSuspicion.image_id).limit(limit))
-        ]
+        rows = list_suspects(session, SuspectQuery(run=report.run_id, limit=limit))["suspects"]
     if as_json:
         print_json({**report.as_dict(), "suspects_listed": rows})
         return
@@ -86,12 +77,51 @@ def curate_cmd(
                   + f"); {report.copies_linked} copies linked; gallery {report.gallery}")
     if report.failed:
         console.print(f"[yellow]{len(report.failed)} images could not be read[/]")
-    print_table(f"top {len(rows)} suspects", ["image", "score", "reasons", "given",
-                                              "suggested"], [
+    print_suspects(f"top {len(rows)} suspects", rows)
+
+
+def print_suspects(title: str, rows: list[dict[str, Any]]) -> None:
+    print_table(title, ["image", "score", "reasons", "given", "suggested"], [
         (r["image_id"], f"{r['score']:.3f}", ", ".join(r["reasons"]), r["given"] or "",
          f"{r['suggested'] or ''}"
          + (f" ({r['suggested_probability']:.2f})" if r["suggested_probability"] else ""))
         for r in rows])
+
+
+@curate_app.command("suspects")
+def suspects_cmd(
+    run: int = typer.Option(None, "--run", "-r", help="This curation run (default: the "
+                            "latest)."),
+    reason: list[str] = typer.Option([], "--reason", help=f"Only suspects with this reason "
+                                     f"(repeat): {', '.join(REASONS)}."),
+    species: list[str] = typer.Option([], "--species", "-s", help="Only suspects filed under "
+                                      "this species (repeat)."),
+    suggested: list[str] = typer.Option([], "--suggested", help="Only suspects the run "
+                                        "suggests this species (or verdict) for (repeat)."),
+    order: str = typer.Option("desc", "--order", help="By score: desc (most doubtful first) "
+                              "or asc."),
+    limit: int = typer.Option(50, "--limit", min=0, help="List at most this many (0: all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List the suspects a curation run found, without running one (as `GET /v1/suspects`)."""
+    query = SuspectQuery(run=run, reasons=tuple(reason), species=tuple(species),
+                         suggested=tuple(suggested), order=order,  # type: ignore[arg-type]
+                         limit=limit, offset=offset)
+    with catalog_session() as session:
+        data = list_suspects(session, query)
+    if as_json:
+        print_json(data)
+        return
+    if data["run"] is None:
+        console.print("no curation run yet: `shoal curate` makes one")
+        return
+    r = data["run"]
+    console.print(f"curation run {r['id']}: {r['suspects']} suspects of {r['pool']} images ("
+                  + ", ".join(f"{k} {v}" for k, v in r["reasons"].items()) + f"); "
+                  f"{data['total']} match")
+    print_suspects(f"suspects {offset + 1}-{offset + len(data['suspects'])} of {data['total']}",
+                   data["suspects"])
 
 
 @curate_app.command("predict")

@@ -15,9 +15,10 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from catalog.models import CurationRun, Image, ImageSuspicion
+from catalog.models import CurationRun, Image
 from catalog.settings import get_settings
 from catalog.store import ImageStore
+from pipeline.curate.suspects import SuspectQuery, list_suspects
 
 THUMB = 160
 TEMPLATES = Path(__file__).parent / "templates"
@@ -38,18 +39,14 @@ def thumbnail(path: Path) -> str | None:
 
 
 def suspects(session: Session, run_id: int) -> list[dict[str, Any]]:
-    rows = session.execute(
-        select(ImageSuspicion, Image.path, Image.sha256)
-        .join(Image, Image.id == ImageSuspicion.image_id)
-        .where(ImageSuspicion.run_id == run_id, ImageSuspicion.suspect.is_(True))
-        .order_by(ImageSuspicion.score.desc(), ImageSuspicion.image_id)).all()
+    """Every suspect of the run (as the listings show it) with its thumbnail inlined."""
+    rows = list_suspects(session, SuspectQuery(run=run_id, limit=0))["suspects"]
+    paths = dict(session.execute(select(Image.id, Image.path).where(
+        Image.id.in_([r["image_id"] for r in rows]))).all()) if rows else {}
     store = ImageStore(get_settings().image_dir)
-    return [{"image_id": s.image_id, "sha256": sha, "score": s.score, "reasons": s.reasons,
-             "given": s.given_label or "", "suggested": s.suggested_label or "",
-             "suggested_probability": s.suggested_probability,
-             "given_probability": s.given_probability, "details": s.details,
-             "thumb": thumbnail(store.path(path)) if path else None}
-            for s, path, sha in rows]
+    return [{**r, "given": r["given"] or "", "suggested": r["suggested"] or "",
+             "thumb": thumbnail(store.path(paths[r["image_id"]]))
+             if paths.get(r["image_id"]) else None} for r in rows]
 
 
 def write_gallery(session: Session, run_id: int, out: Path | None = None) -> Path:

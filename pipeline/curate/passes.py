@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,12 +32,12 @@ from pipeline.curate.label_issues import (
 from pipeline.curate.outliers import K, outliers
 from pipeline.curate.pool import Pool, load_pool
 from pipeline.curate.quality import NOTED_ONLY, quality_flags
+from pipeline.curate.suspects import COPY, LABEL, NOT_A_FISH, get_run, reason_counts
 from pipeline.dedupe.grouping import FEATURES, link_pairs
 from pipeline.errors import UsageError
 
 Progress = Callable[[str, int, int], None]
 
-LABEL, NOT_A_FISH, COPY = "label", "not_a_fish", "copy"
 NOT_A_FISH_CHOICE, BAD_IMAGE_CHOICE = "not-a-fish", "bad-image"  # labeling.config's verdicts
 QUALITY_SCORE = 0.5  # a bad image alone: below a sure label error or a sure outlier
 # a flagged outlier goes before the label suspects: on web-20 with skimage's photographs its
@@ -224,17 +223,12 @@ def curate(session: Session, opts: CurateOptions | None = None,
 
 
 def report_of(session: Session, run: CurationRun, reused: bool, seconds: float) -> CurateReport:
-    reasons: Counter[str] = Counter()
-    suspects = 0
-    for (row_reasons,) in session.execute(select(ImageSuspicion.reasons).where(
-            ImageSuspicion.run_id == run.id, ImageSuspicion.suspect.is_(True))):
-        suspects += 1
-        reasons.update(row_reasons)
+    suspects, reasons = reason_counts(session, run.id)
     stats = run.stats or {}
     return CurateReport(run.id, reused, stats.get("pool", 0), stats.get("judged", 0), suspects,
-                        dict(sorted(reasons.items())), stats.get("copies_linked", 0),
-                        stats.get("failed", []), seconds, run.gallery_path)
+                        reasons, stats.get("copies_linked", 0), stats.get("failed", []),
+                        seconds, run.gallery_path)
 
 
 def latest_run(session: Session) -> CurationRun | None:
-    return session.scalar(select(CurationRun).order_by(CurationRun.id.desc()).limit(1))
+    return get_run(session, None)

@@ -276,5 +276,12 @@ def train_chain(version: str | None, arch: str, mode: str, weights: str,
     return chain
 
 
+def curate_chain(args: dict[str, Any]) -> Branch:
+    """The curate stage alone: one pass of the model over the pool (``shoal curate``'s
+    arguments: run, folds, species, quality)."""
+    [chain] = chains(FlowRequest(args={"curate": dict(args)}), ("curate",))
+    return chain
+
+
 def where_jobs_run() -> str:
     return "queued" if broker_configured() else "ran in-process"

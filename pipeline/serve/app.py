@@ -29,11 +29,12 @@ from pipeline.serve.routes import (
     runs,
     schedules,
     species,
+    suspects,
 )
 
 HERE = Path(__file__).parent
 ROUTERS = [health.router, predict.router, species.router, schedules.router, jobs.router,
-           datasets.router, runs.router, images.router, pages.router]
+           datasets.router, runs.router, suspects.router, images.router, pages.router]
 SMALL_BODY = 1 << 20  # everything but uploads: JSON and forms
 UPLOAD_PATHS = ("/v1/predict", "/predict")
 

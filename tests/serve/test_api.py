@@ -63,7 +63,7 @@ def test_writes_need_the_token(client: TestClient, auth) -> None:
     for method, path in [("post", "/v1/jobs/1/cancel"), ("put", "/v1/schedules"),
                          ("delete", "/v1/schedules/koi"), ("post", "/v1/runs/1/promote"),
                          ("post", "/v1/jobs/crawl"), ("post", "/v1/jobs/train"),
-                         ("post", "/v1/jobs/dataset-create")]:
+                         ("post", "/v1/jobs/dataset-create"), ("post", "/v1/jobs/curate")]:
         assert getattr(client, method)(path).status_code == 401, path
     assert client.put("/v1/species/koi?resolve=false", json=body,
                       headers=auth).status_code == 200

@@ -1,5 +1,5 @@
-"""Jobs: `shoal jobs list|show|cancel|crawl|train` and `shoal dataset create` as a job, with
-live progress as server-sent events (or by polling `GET /v1/jobs/{id}`)."""
+"""Jobs: `shoal jobs list|show|cancel|crawl|train`, `shoal dataset create` and `shoal curate`
+as jobs, with live progress as server-sent events (or by polling `GET /v1/jobs/{id}`)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from catalog.db import session_scope
 from catalog.models import JobState
 from catalog.species import get_species
 from pipeline.errors import UsageError
-from pipeline.jobs.flow import crawl_chain, train_chain
+from pipeline.jobs.flow import crawl_chain, curate_chain, train_chain
 from pipeline.jobs.submit import (
     Step,
     cancel,
@@ -27,7 +27,7 @@ from pipeline.jobs.submit import (
     submit_chain,
 )
 from pipeline.serve.deps import READ, WRITE
-from pipeline.serve.schemas import ERRORS, Id
+from pipeline.serve.schemas import ERRORS, MAX_ID, Id
 from trainer.registry import get_arch
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERRORS)
@@ -59,6 +59,16 @@ class DatasetCreateIn(BaseModel):
     species: list[str] | None = Field(None, max_length=1000)
     min_per_class: int = Field(1, ge=1, le=1_000_000)
     val_ratio: float = Field(0.1, gt=0, lt=1)
+
+
+class CurateIn(BaseModel):
+    run: int | None = Field(None, ge=1, le=MAX_ID, description="A frozen training run whose "
+                            "backbone and framing curation uses (default: EfficientNet-Lite0, "
+                            "ImageNet weights).")
+    folds: int | None = Field(None, ge=2, le=100, description="Folds of the out-of-fold "
+                              "label scores, cut by duplicate group (default: 5).")
+    species: list[str] | None = Field(None, max_length=1000, description="Only these species.")
+    quality: bool = Field(True, description="Run the image-quality checks.")
 
 
 def _submit(steps: list[Step], key: str | None) -> list[dict[str, Any]]:
@@ -146,3 +156,17 @@ def jobs_train(body: TrainIn, key: str | None = KEY) -> list[dict[str, Any]]:
 def jobs_dataset_create(body: DatasetCreateIn, key: str | None = KEY) -> list[dict[str, Any]]:
     """Freeze the approved images into a new dataset version, as a job."""
     return _submit([("dataset_create", body.model_dump())], key)
+
+
+@router.post("/curate", dependencies=WRITE, status_code=202)
+def jobs_curate(body: CurateIn, key: str | None = KEY) -> list[dict[str, Any]]:
+    """The curate stage: the model's first pass over the pool (suspects, copies, gallery), on
+    a train worker when a broker is set. A pass over an unchanged pool writes nothing."""
+    from pipeline.curate.passes import CurateOptions, backbone
+
+    args = body.model_dump(exclude_none=True)
+    with session_scope() as session:
+        backbone(session, CurateOptions(model_run_id=body.run))  # a frozen run, or refused
+        if body.species:
+            args["species"] = [get_species(session, s).slug for s in body.species]
+    return _submit(curate_chain(args), key)

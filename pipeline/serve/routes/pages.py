@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse
@@ -14,6 +15,8 @@ from catalog.dataset_versions import ItemFilter, diff_versions, image_sources, l
 from catalog.db import session_scope
 from catalog.species import list_species
 from catalog.stats import catalog_stats
+from pipeline.curate.suspects import REASONS, SuspectQuery, by_reason, get_run, run_summary
+from pipeline.curate.suspects import list_runs as curation_runs
 from pipeline.datasets.versions import get_version, version_detail, version_summary
 from pipeline.jobs.schedules import list_schedules
 from pipeline.jobs.submit import job_dict, list_jobs
@@ -27,6 +30,7 @@ from trainer.runs import compare_runs, list_runs, promoted_run_id, run_detail
 router = APIRouter(include_in_schema=False, dependencies=READ)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
 PAGE = 48
+REASON_PAGE = 24  # suspects shown per reason when every reason is shown
 STAGES = ("downloaded", "invalid", "unique", "duplicate", "in_review", "approved", "rejected")
 
 
@@ -41,8 +45,10 @@ def dashboard(request: Request) -> HTMLResponse:
         jobs = [job_dict(j) for j in list_jobs(session, limit=30)]
         versions = [version_summary(v) for v in list_versions(session)][-5:]
         runs = list_runs(session, 5)
+        latest = get_run(session, None)
+        curation = run_summary(session, latest) if latest is not None else None
     return page(request, "dashboard.html", stats=stats, stages=STAGES, jobs=jobs,
-                versions=versions, runs=runs)
+                versions=versions, runs=runs, curation=curation)
 
 
 @router.get("/species", response_class=HTMLResponse)
@@ -81,6 +87,36 @@ def diff_page(request: Request, old: str, new: str) -> HTMLResponse:
         diff = diff_versions(session, get_version(session, old), get_version(session, new))
         names = [v.name for v in list_versions(session)]
     return page(request, "diff.html", diff=diff.as_dict(200), names=names)
+
+
+@router.get("/suspects", response_class=HTMLResponse)
+def suspects_page(request: Request, run: int | None = Query(None, ge=1, le=MAX_ID),
+                  reason: str | None = Query(None, max_length=32),
+                  species: str | None = Query(None, max_length=64),
+                  order: str = Query("desc", max_length=8),
+                  page_no: int = Query(1, alias="page", ge=1, le=1_000_000)) -> HTMLResponse:
+    """The suspects of a curation run grouped by reason: every group's most doubtful first
+    (or least, by ``order``); one reason chosen, that group paged."""
+    size = PAGE if reason else REASON_PAGE
+    query = SuspectQuery(run=run, reasons=(reason,) if reason else (),
+                         species=(species,) if species else (), order=order,  # type: ignore[arg-type]
+                         limit=size, offset=(page_no - 1) * size if reason else 0)
+    with session_scope() as session:
+        data = by_reason(session, query)
+        runs = curation_runs(session)
+        slugs = [s["slug"] for s in list_species(session, include_inactive=True)]
+    total = data["groups"][0]["total"] if reason and data["groups"] else 0
+    chosen = {"run": run, "reason": reason, "species": species, "order": order}
+
+    def link(**over: Any) -> str:
+        params = {k: v for k, v in {**chosen, **over}.items() if v not in (None, "")}
+        if params.get("order") == "desc":
+            del params["order"]
+        return "?" + urlencode(params)
+
+    return page(request, "suspects.html", run=data["run"], groups=data["groups"], runs=runs,
+                reasons=REASONS, slugs=slugs, chosen=chosen, link=link, page_no=page_no,
+                pages=max(1, -(-total // size)))
 
 
 @router.get("/runs", response_class=HTMLResponse)

@@ -18,7 +18,7 @@ from pipeline.cli.common import (
     print_table,
     progress_bar,
 )
-from pipeline.curate.label_issues import DEFAULT_FOLDS
+from pipeline.curate import DEFAULT_FOLDS
 from pipeline.curate.suspects import REASONS, SuspectQuery, list_suspects
 from pipeline.errors import ShoalError
 

@@ -20,9 +20,9 @@ from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
 from catalog.splits import fold_of
+from pipeline.curate import DEFAULT_FOLDS
 from pipeline.errors import UsageError
 
-DEFAULT_FOLDS = 5
 MIN_PER_CLASS = 2  # a class with fewer images cannot be judged: nobody else shows what it is
 HEAD_C = 1.0  # inverse L2 strength of the logistic head on unit-norm features (x SCALE)
 SCALE = 16.0  # unit-norm features times this: logits wide enough for confident probabilities

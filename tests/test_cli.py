@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -95,3 +96,19 @@ def test_every_command_has_help():
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "Usage" in result.output
+
+
+def test_help_imports_no_heavy_library():
+    """`shoal --help` (and every command's parsing) stays quick: torch, cleanlab, scikit-learn,
+    faiss and Scrapy are imported inside the commands that use them."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom typer.testing import CliRunner\nfrom pipeline.cli import app\n"
+             "CliRunner().invoke(app, ['--help'])\n"
+             "print(','.join(m for m in ('torch', 'cleanlab', 'sklearn', 'faiss', 'scrapy') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ""

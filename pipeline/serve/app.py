@@ -30,6 +30,7 @@ from pipeline.serve.routes import (
     schedules,
     species,
 )
+from pipeline.serve.thumbnails import remove_partials
 
 HERE = Path(__file__).parent
 ROUTERS = [health.router, predict.router, species.router, schedules.router, jobs.router,
@@ -49,6 +50,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remove_partials()
         yield
         app.state.models.close()
 

@@ -65,7 +65,7 @@ def create_app() -> FastAPI:
         return JSONResponse(errors.error_body("catalog_unavailable", f"catalog: {reason}"),
                             status_code=503)
 
-    app.add_middleware(BodyLimit, limit_for=_body_limit)
+    app.add_middleware(BodyLimit, limit_for=_body_limit, timeout=config.timeout)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

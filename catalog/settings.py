@@ -261,6 +261,9 @@ class ServeSettings(_Section):
     port: int = Field(8000, ge=1, le=65535, description="port `shoal serve` binds")
     max_files: int = Field(16, ge=1, le=1024, description="images one predict request may carry")
     max_batch: int = Field(32, ge=1, le=1024, description="images the model runs on at once")
+    timeout: float = Field(10.0, gt=0, le=3600, description="seconds a client has for a "
+                           "request's headers (from connecting or its last response) and again "
+                           "for the start of its body")
 
     @property
     def token(self) -> str | None:

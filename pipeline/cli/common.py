@@ -117,7 +117,20 @@ def catalog_session() -> Iterator[Session]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    """``data`` as JSON, valid UTF-8 whatever it holds: a file name's non-UTF-8 bytes (kept by
+    Python as surrogates) are written as ``\\xNN``, escaped like any backslash."""
+    sys.stdout.write(json.dumps(_printable(data), ensure_ascii=False, indent=2,
+                                default=lambda value: printable(str(value))) + "\n")
+
+
+def _printable(data: Any) -> Any:
+    if isinstance(data, str):
+        return printable(data)
+    if isinstance(data, dict):
+        return {_printable(k): _printable(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_printable(v) for v in data]
+    return data
 
 
 def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from pipeline.cli.common import catalog_session, console
 from pipeline.serve.config import serve_config
+from pipeline.serve.limits import uvicorn_bounds
 
 
 def serve_cmd(
@@ -25,4 +26,4 @@ def serve_cmd(
     host, port = host or config.host, port or config.port
     console.print(f"serving on http://{host}:{port} (API docs at /docs)", highlight=False)
     uvicorn.run("pipeline.serve.app:create_app", factory=True, host=host, port=port,
-                log_level=log_level, access_log=False)
+                log_level=log_level, access_log=False, **uvicorn_bounds(config.timeout))

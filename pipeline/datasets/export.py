@@ -1,9 +1,14 @@
-"""Export a dataset version: its manifest, and for ``imagefolder`` the images by split and class."""
+"""Export a dataset version: its manifest, and for ``imagefolder`` the images by split and class.
+
+A new export is written into a hidden sibling of the folder asked for and renamed into place
+at the end, so the folder appears whole or not at all: a full disk, a failing write or a
+missing image removes what was written and names the folder asked for."""
 
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
 from pathlib import Path
 
@@ -31,25 +36,62 @@ def export_version(
     row = get_version(session, version)
     manifest = ensure_manifest(session, row)
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, row)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if fmt == "imagefolder":
-        _export_images(session, row, out_dir, copy=copy)
-    shutil.copyfile(manifest, out_dir / MANIFEST)
+    if _check_out_dir(out_dir, row):  # an earlier export of it: fill in what is missing
+        _write(session, row, manifest, fmt, out_dir, copy=copy)
+        return out_dir
+    work = _sibling(out_dir)
+    try:
+        _write(session, row, manifest, fmt, work, copy=copy)
+        os.rename(work, os.path.abspath(out_dir))  # replaces an empty folder too
+    except BaseException as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise _about(exc, out_dir) from exc
+        raise
     return out_dir
 
 
-def _check_out_dir(out_dir: Path, version: DatasetVersion) -> None:
-    """Refuse a non-empty folder unless it holds an earlier export of this same version."""
+def _write(session: Session, version: DatasetVersion, manifest: Path, fmt: str,
+           out_dir: Path, *, copy: bool) -> None:
+    if fmt == "imagefolder":
+        _export_images(session, version, out_dir, copy=copy)
+    shutil.copyfile(manifest, out_dir / MANIFEST)  # last: a folder with it is whole
+
+
+def _sibling(out_dir: Path) -> Path:
+    """A new hidden folder beside ``out_dir`` (same filesystem, so the rename is atomic),
+    made with the permissions ``out_dir`` itself would get."""
+    target = Path(os.path.abspath(out_dir))  # "." and ".." spelled out: a name to hide beside
+    work = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
+    try:
+        try:
+            work.mkdir()
+        except FileNotFoundError:
+            work.mkdir(parents=True)
+    except OSError as exc:
+        raise _about(exc, out_dir) from exc
+    return work
+
+
+def _about(exc: OSError, out_dir: Path) -> OSError:
+    """The error of a write inside the hidden folder, told about the folder asked for."""
+    if exc.errno is None:
+        return exc
+    return OSError(exc.errno, exc.strerror, str(out_dir))
+
+
+def _check_out_dir(out_dir: Path, version: DatasetVersion) -> bool:
+    """Whether ``out_dir`` holds an earlier export of this same version; False when it is
+    missing or empty; any other folder is refused."""
     if not out_dir.exists():
-        return
+        return False
     if not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
     if not any(out_dir.iterdir()):
-        return
+        return False
     previous = out_dir / MANIFEST
     if previous.is_file() and file_sha256(previous) == version.manifest_sha256:
-        return
+        return True
     raise UsageError(f"--out {out_dir} is not empty and holds no export of {version.name!r}")
 
 

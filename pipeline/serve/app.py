@@ -31,6 +31,7 @@ from pipeline.serve.routes import (
     species,
     suspects,
 )
+from pipeline.serve.thumbnails import remove_partials
 
 HERE = Path(__file__).parent
 ROUTERS = [health.router, predict.router, species.router, schedules.router, jobs.router,
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        remove_partials()
         yield
         app.state.models.close()
 
@@ -64,7 +66,7 @@ def create_app() -> FastAPI:
         return JSONResponse(errors.error_body("catalog_unavailable", f"catalog: {reason}"),
                             status_code=503)
 
-    app.add_middleware(BodyLimit, limit_for=_body_limit)
+    app.add_middleware(BodyLimit, limit_for=_body_limit, timeout=config.timeout)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -98,6 +98,8 @@ def test_export_names_missing_store_files(three_species, tmp_path):
     with session_scope(cat.url) as session:
         create_version(session)
         gone = session.get(Image, cat.ids["gajar"][0])
+        before = list(tmp_path.iterdir())
         cat.store.path(gone.path).unlink()
         with pytest.raises(ShoalError, match=f"1 image file.*{gone.sha256}"):
             export_version(session, "v1", "imagefolder", tmp_path / "out")
+    assert sorted(tmp_path.iterdir()) == sorted(before), "the cut-off export is removed"

@@ -20,6 +20,7 @@ class Done:
     stdout: str
     stderr: str
     peak_rss_mb: float  # the child's own peak resident memory (and its waited-for children)
+    stdout_bytes: bytes = b""  # what it wrote, undecoded
 
     def json(self) -> Any:
         """The JSON document the command printed (after any progress output)."""
@@ -62,7 +63,7 @@ def run(argv: list[str], env: dict[str, str] | None = None, timeout: float = 300
             raise AssertionError(f"{argv} ran past {timeout} s: {exc.stderr!r}") from exc
         peak = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
         return Done(proc.returncode, proc.stdout.decode(errors="replace"),
-                    proc.stderr.decode(errors="replace"), peak)
+                    proc.stderr.decode(errors="replace"), peak, proc.stdout)
 
 
 def shoal(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Done:

@@ -104,13 +104,20 @@ def test_dataset_export_to_an_unwritable_path(version: str, tmp_path: Path) -> N
     assert_one_line_error(done, 2, "Not a directory", str(a_file / "export"))
 
 
-def test_dataset_export_to_a_full_disk(version: str, tmp_path: Path) -> None:
+def test_dataset_export_to_a_full_disk_leaves_nothing_and_a_retry_succeeds(
+        version: str, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "small", "256k") as small:
         done = shoal("dataset", "export", version, "--out", str(small / "export"))
         assert_one_line_error(done, 1, "No space left on device", str(small / "export"))
-        # the cut-off export holds no manifest: a retry there is refused, never taken for whole
+        # the cut-off export was written beside the folder asked for and removed: no partial
+        # folder, no hidden one either
+        assert sorted(small.iterdir()) == []
+        subprocess.run(["mount", "-o", "remount,size=4m", str(small)], check=True)
         again = shoal("dataset", "export", version, "--out", str(small / "export"))
-        assert_one_line_error(again, 2, "is not empty and holds no export of 'disk-v1'")
+        assert again.rc == 0, again.stdout + again.stderr
+        assert [p.name for p in small.iterdir()] == ["export"]
+        assert len(list((small / "export").rglob("*.jpg"))) == 8
+        assert (small / "export" / "manifest.jsonl").is_file()
 
 
 @pytest.fixture

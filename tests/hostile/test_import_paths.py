@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from catalog.db import session_scope
 from catalog.models import Image as ImageRow
 from catalog.models import ImageSource, ImageStatus
-from tests.hostile.shoal_proc import assert_one_line_error, child_env, shoal
+from tests.hostile.shoal_proc import assert_one_line_error, child_env, run, shoal
 
 
 @pytest.fixture
@@ -56,6 +58,23 @@ def test_a_non_utf8_name_is_imported_and_its_bytes_kept(sqlite_env, tmp_path, ph
     again = _import(folder, "--json")
     assert again.rc == 0 and again.json()["existing"] == 3
     assert {f["file"] for f in again.json()["rejected_files"]} == {"bad-\\xe9.jpg"}
+
+
+@pytest.mark.slow
+def test_predict_prints_a_non_utf8_name_safely(trained: dict, tmp_path: Path) -> None:
+    """`shoal predict` on a file named b'koi-\\xff.jpg': the JSON it prints is valid UTF-8 with
+    the byte shown as ``\\xff`` (JSON-escaped), and the table shows the same form."""
+    shutil.copy(trained["photo"], os.fsdecode(os.fsencode(tmp_path) + b"/koi-\xff.jpg"))
+    argv = [sys.executable, "-m", "pipeline.cli", "predict", os.fsdecode(b"koi-\xff.jpg"),
+            "--run", trained["run"]]
+    done = run([*argv, "--json"], env=trained["env"], cwd=tmp_path)
+    assert done.rc == 0 and "Traceback" not in done.stderr, done.stderr
+    [result] = json.loads(done.stdout_bytes.decode("utf-8"))  # strict: no raw \xff byte
+    assert result["file"] == "koi-\\xff.jpg" and result["predictions"]
+    assert b'"koi-\\\\xff.jpg"' in done.stdout_bytes
+    table = run(argv, env=trained["env"], cwd=tmp_path)
+    assert table.rc == 0 and "Traceback" not in table.stderr, table.stderr
+    assert "koi-\\xff.jpg" in table.stdout_bytes.decode("utf-8")
 
 
 def _url_bytes(url: str) -> bytes:

@@ -93,3 +93,20 @@ def test_the_readme_lists_every_setting() -> None:
                for field in section.model_fields
                if field != "sites" and f"`{section.env_name(field)}`" not in readme]
     assert missing == []
+
+
+def test_the_train_section_sets_loader_processes_and_threads(monkeypatch) -> None:
+    import torch
+
+    from trainer.runs import loader_workers
+    from trainer.train import torch_threads
+
+    monkeypatch.setenv("SHOAL_TRAIN_WORKERS", "3")
+    assert loader_workers({"workers": None}) == 3 and loader_workers({}) == 3
+    assert loader_workers({"workers": 1}) == 1  # the recipe's own value wins
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(0):  # 0: torch's own count
+        assert torch.get_num_threads() == before

@@ -69,12 +69,15 @@ def test_checkpoint_reloads_and_predicts(small_env) -> None:
     assert all(r.label in predictor.classes and 0 < r.confidence <= 1 for r in rows)
     # the reloaded model agrees with the row it wrote
     from trainer.data import Record
+    from trainer.features import resolve_precision
 
     record = Record(small_env.image_dir / path, "x", -1)
     probs = predictor.probabilities([record])
     first = next(r for r in rows if r.image_id == image_ids[0])
     assert predictor.classes[int(probs.argmax())] == first.label
-    assert float(probs.max()) == pytest.approx(first.confidence, abs=1e-5)
+    # predict_images reads the feature cache: bf16 where the CPU has native bf16
+    tolerance = 1e-2 if resolve_precision("auto") == "bf16" else 1e-5
+    assert float(probs.max()) == pytest.approx(first.confidence, abs=tolerance)
     assert torch.allclose(probs.sum(1), torch.ones(1), atol=1e-5)
     # predicting again refreshes the rows rather than adding more
     with session_scope() as session:

@@ -7,9 +7,11 @@ missing image removes what was written and names the folder asked for."""
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -58,10 +60,15 @@ def _write(session: Session, version: DatasetVersion, manifest: Path, fmt: str,
     shutil.copyfile(manifest, out_dir / MANIFEST)  # last: a folder with it is whole
 
 
+STALE_PARTIAL_S = 24 * 3600  # a hidden folder this old is a killed export's, not a running one's
+
+
 def _sibling(out_dir: Path) -> Path:
     """A new hidden folder beside ``out_dir`` (same filesystem, so the rename is atomic),
-    made with the permissions ``out_dir`` itself would get."""
+    made with the permissions ``out_dir`` itself would get. The hidden folders that killed
+    exports of the same folder left behind are removed first."""
     target = Path(os.path.abspath(out_dir))  # "." and ".." spelled out: a name to hide beside
+    remove_stale_partials(target)
     work = target.parent / f".{target.name}.{secrets.token_hex(6)}.partial"
     try:
         try:
@@ -71,6 +78,21 @@ def _sibling(out_dir: Path) -> Path:
     except OSError as exc:
         raise _about(exc, out_dir) from exc
     return work
+
+
+def remove_stale_partials(target: Path, older_than: float = STALE_PARTIAL_S) -> list[Path]:
+    """Remove ``.<name>.<hex>.partial`` beside ``target`` not touched for ``older_than``
+    seconds (a SIGKILL mid-export cannot clean up after itself)."""
+    removed = []
+    now = time.time()
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*.partial"):
+        try:
+            if stale.is_dir() and now - stale.stat().st_mtime > older_than:
+                shutil.rmtree(stale, ignore_errors=True)
+                removed.append(stale)
+        except OSError:
+            continue
+    return removed
 
 
 def _about(exc: OSError, out_dir: Path) -> OSError:

@@ -7,8 +7,10 @@ root, as CI does).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -118,6 +120,25 @@ def test_dataset_export_to_a_full_disk_leaves_nothing_and_a_retry_succeeds(
         assert [p.name for p in small.iterdir()] == ["export"]
         assert len(list((small / "export").rglob("*.jpg"))) == 8
         assert (small / "export" / "manifest.jsonl").is_file()
+
+
+def test_an_export_clears_what_a_killed_export_left_but_not_a_running_one(
+        version: str, tmp_path: Path) -> None:
+    out = tmp_path / "export"
+    killed = tmp_path / ".export.0123456789ab.partial"  # what a SIGKILL mid-export leaves
+    (killed / "train").mkdir(parents=True)
+    (killed / "train" / "cut.jpg").write_bytes(b"\xff\xd8 cut off")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(killed, (two_days_ago, two_days_ago))
+    running = tmp_path / ".export.ba9876543210.partial"  # another export, still writing
+    running.mkdir()
+    other = tmp_path / ".other.0123456789ab.partial"  # another folder's: not ours to touch
+    other.mkdir()
+    os.utime(other, (two_days_ago, two_days_ago))
+    done = shoal("dataset", "export", version, "--out", str(out))
+    assert done.rc == 0, done.stdout + done.stderr
+    assert not killed.exists() and running.is_dir() and other.is_dir()
+    assert len(list(out.rglob("*.jpg"))) == 8
 
 
 @pytest.fixture

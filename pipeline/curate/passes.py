@@ -63,6 +63,7 @@ class CurateOptions:
     model_run_id: int | None = None  # take arch, weights and eval framing from this run
     species: list[str] | None = None
     quality: bool = True
+    ensemble: bool = True  # label scores on trainer.embed.ENSEMBLE's features, not arch's alone
     seed: int = 0
     hyper: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +71,7 @@ class CurateOptions:
         return {"folds": self.folds, "copy_threshold": self.copy_threshold, "arch": self.arch,
                 "weights": self.weights, "model_run_id": self.model_run_id,
                 "species": sorted(self.species or []), "quality": self.quality,
+                "ensemble": self.ensemble,
                 "seed": self.seed, "hyper": self.hyper}
 
 
@@ -129,7 +131,8 @@ def feature_copies(session: Session) -> list[tuple[int, int, str, str]]:
 
 def curate(session: Session, opts: CurateOptions | None = None,
            progress: Progress | None = None, job_id: int | None = None) -> CurateReport:
-    from trainer.embed import embed, imagenet_fish_probability
+    from trainer.embed import embed, ensemble_features, imagenet_fish_probability
+    from trainer.errors import TrainingError
 
     started = time.perf_counter()
     opts = backbone(session, opts or CurateOptions())
@@ -167,8 +170,13 @@ def curate(session: Session, opts: CurateOptions | None = None,
 
     rows = [row_of[i] for i in pool.image_ids]
     x = vectors[rows]
+    records = [emb.records[r] for r in rows]
+    try:
+        label_x = ensemble_features(records, opts.hyper, step) if opts.ensemble else x
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from exc
     step("label scores", 0, opts.folds)
-    oof = out_of_fold(x, pool.labels, pool.keys, opts.folds, opts.seed)
+    oof = out_of_fold(label_x, pool.labels, pool.keys, opts.folds, opts.seed)
     labels = score_labels(oof, pool.labels)
     step("label scores", opts.folds, opts.folds)
     step("outliers", 0, 1)

@@ -1,7 +1,8 @@
 """`shoal curate`: the model's first pass over the pool, written to the catalog.
 
 1. embed the pool with a frozen backbone (cached: ``trainer.embed``);
-2. link flipped and cropped copies into the duplicate groups (``copies``, dedupe's rules);
+2. link flipped and cropped copies, verified by keypoints and aligned pixels, into the
+   duplicate groups (``copies``, ``verify``, dedupe's rules);
 3. out-of-fold label scores by cleanlab (``label_issues``), folds cut by split key;
 4. not a fish (``outliers``) and bad images (``quality``);
 5. one ``image_suspicions`` row per pool image (and per linked copy) under a new
@@ -21,8 +22,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from catalog.limits import limits_from_settings
 from catalog.models import CurationRun, DuplicateLink, Image, ImageSuspicion
-from pipeline.curate.copies import DEFAULT_THRESHOLD, NEIGHBOURS, copy_pairs, neighbours
+from pipeline.curate.copies import (
+    DEFAULT_THRESHOLD,
+    NEIGHBOURS,
+    copy_pairs,
+    neighbours,
+    verified_pairs,
+)
 from pipeline.curate.label_issues import (
     DEFAULT_FOLDS,
     assign_folds,
@@ -54,6 +62,7 @@ class CurateOptions:
     model_run_id: int | None = None  # take arch, weights and eval framing from this run
     species: list[str] | None = None
     quality: bool = True
+    ensemble: bool = True  # label scores on trainer.embed.ENSEMBLE's features, not arch's alone
     seed: int = 0
     hyper: dict[str, Any] = field(default_factory=dict)
 
@@ -61,6 +70,7 @@ class CurateOptions:
         return {"folds": self.folds, "copy_threshold": self.copy_threshold, "arch": self.arch,
                 "weights": self.weights, "model_run_id": self.model_run_id,
                 "species": sorted(self.species or []), "quality": self.quality,
+                "ensemble": self.ensemble,
                 "seed": self.seed, "hyper": self.hyper}
 
 
@@ -120,7 +130,8 @@ def feature_copies(session: Session) -> list[tuple[int, int, str, str]]:
 
 def curate(session: Session, opts: CurateOptions | None = None,
            progress: Progress | None = None, job_id: int | None = None) -> CurateReport:
-    from trainer.embed import embed, imagenet_fish_probability
+    from trainer.embed import embed, ensemble_features, imagenet_fish_probability
+    from trainer.errors import TrainingError
 
     started = time.perf_counter()
     opts = backbone(session, opts or CurateOptions())
@@ -137,12 +148,15 @@ def curate(session: Session, opts: CurateOptions | None = None,
     ids = [int(r.image_id or 0) for r in emb.records]
     row_of = {image_id: i for i, image_id in enumerate(ids)}
 
-    step("copies", 0, 1)
     sims, pos = neighbours(vectors, NEIGHBOURS)
-    pairs = copy_pairs(sims, pos, opts.copy_threshold)
-    linked = link_pairs(session, [(ids[a], ids[b]) for a, b, _ in pairs]) if pairs else None
+    candidates = copy_pairs(sims, pos, opts.copy_threshold)
+    step("copies", 0, len(candidates))
+    pairs, compared = verified_pairs(candidates, [r.path for r in emb.records],
+                                     limits_from_settings().max_pixels)
+    verified = {frozenset((ids[p.a], ids[p.b])): p for p in pairs}
+    linked = link_pairs(session, [(ids[p.a], ids[p.b]) for p in pairs]) if pairs else None
     session.flush()
-    step("copies", 1, 1)
+    step("copies", compared, len(candidates))
 
     pool = load_pool(session, opts.species)  # the copies are duplicates now: out of the pool
     keep = [i for i, image_id in enumerate(pool.image_ids) if image_id in row_of]
@@ -155,8 +169,13 @@ def curate(session: Session, opts: CurateOptions | None = None,
 
     rows = [row_of[i] for i in pool.image_ids]
     x = vectors[rows]
+    records = [emb.records[r] for r in rows]
+    try:
+        label_x = ensemble_features(records, opts.hyper, step) if opts.ensemble else x
+    except TrainingError as exc:
+        raise UsageError(str(exc)) from exc
     step("label scores", 0, opts.folds)
-    oof = out_of_fold(x, pool.labels, pool.keys, opts.folds, opts.seed)
+    oof = out_of_fold(label_x, pool.labels, pool.keys, opts.folds, opts.seed)
     labels = score_labels(oof, pool.labels)
     step("label scores", opts.folds, opts.folds)
     step("outliers", 0, 1)
@@ -209,14 +228,17 @@ def curate(session: Session, opts: CurateOptions | None = None,
         if copy_id in row_of or canonical_id in row_of:
             similarity = float(vectors[row_of[copy_id]] @ vectors[row_of[canonical_id]]) \
                 if copy_id in row_of and canonical_id in row_of else None
+            pair = verified.get(frozenset((copy_id, canonical_id)))
             suspicions.append(ImageSuspicion(
                 run_id=run.id, image_id=copy_id, suspect=True, score=1.0, reasons=[COPY],
                 details={"copy_of": canonical_id, "similarity":
-                         None if similarity is None else round(similarity, 4)}))
+                         None if similarity is None else round(similarity, 4),
+                         "verified": pair.agreement.as_dict() if pair else None}))
     session.add_all(suspicions)
     run.stats = {"pool": len(pool), "judged": int(oof.judged.sum()),
                  "copies_linked": linked.links_written if linked else 0,
-                 "copy_pairs": len(pairs), "failed": failed,
+                 "copy_candidates": len(candidates), "copy_pairs": len(pairs),
+                 "failed": failed,
                  "seconds": round(time.perf_counter() - started, 2)}
     session.flush()
     return report_of(session, run, False, time.perf_counter() - started)

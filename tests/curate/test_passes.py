@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +22,7 @@ from pipeline.curate.label_issues import PoolTooSmall, assign_folds, fit_head, o
 from pipeline.curate.passes import CurateOptions, curate
 from pipeline.curate.pool import load_pool
 from tests.curate.conftest import FAST, import_under
-from trainer.embed import embed
+from trainer.embed import ENSEMBLE, FRAMINGS, embed, ensemble_features
 
 
 def pool_features(session):
@@ -78,9 +80,10 @@ def test_a_flipped_copy_joins_its_original_in_one_group(catalog):
         assert copy_row.reasons == ["copy"] and copy_row.details["copy_of"] == link.canonical_id
 
 
-def test_every_pool_image_gets_a_row_and_the_misfiled_photo_is_suspect(catalog):
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_every_pool_image_gets_a_row_and_the_misfiled_photo_is_suspect(catalog, ensemble):
     with session_scope() as session:
-        report = curate(session, FAST)
+        report = curate(session, replace(FAST, ensemble=ensemble))
         rows = {s.image_id: s for s in session.scalars(
             select(ImageSuspicion).where(ImageSuspicion.run_id == report.run_id))}
         pool = load_pool(session)
@@ -164,3 +167,19 @@ def test_the_cli_refuses_a_pool_too_small_in_one_line(catalog):
     assert "Traceback" not in result.output
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(CurationRun)) == 0
+
+
+def test_the_label_ensemble_joins_every_backbone_and_framing_at_unit_length(catalog):
+    with session_scope() as session:
+        pool = load_pool(session)
+    records = pool.records()[:6]
+    joined = ensemble_features(records, FAST.hyper)
+    parts = [embed(records, arch, hyper={**FAST.hyper, "eval_fit": fit}).mirror_invariant()
+             for arch, _ in ENSEMBLE for fit in FRAMINGS]
+    assert joined.shape == (6, sum(p.shape[1] for p in parts))
+    np.testing.assert_allclose(np.linalg.norm(joined, axis=1), 1.0, atol=1e-5)
+    # each part is one unit-length block of the joined vector, scaled alike
+    np.testing.assert_allclose(joined[:, :parts[0].shape[1]] * np.sqrt(len(parts)), parts[0],
+                               atol=1e-5)
+    whole = parts[1] - parts[0]  # the two framings of one backbone are different views
+    assert np.abs(whole).max() > 1e-3

@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,20 @@ from trainer.model import OUT, ShoalNet, join_layers
 Progress = Callable[[str, int, int], None]
 
 MIRROR = 1  # in an eval cache: the eval transform's view, mirrored
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Small tensor work (a linear head's matrix products, one image's resize, crop and colour
+    jitter) loses more to thread hand-offs than it gains, most of all on a shared CPU: on two
+    busy cores, colour jitter of one 224 px image took 190 ms of CPU on two threads and 2 ms
+    on one. Heads train, and images are transformed, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def bf16_supported() -> bool:
@@ -192,10 +206,9 @@ def fill_cache(
         return 0
     # the backbone is frozen here: an inference copy with its BatchNorms folded away
     extractor = folded_copy(model).to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(_Todo(todo, [m for _, m, _ in groups]), batch_size,
-                                         num_workers=workers)
+    views = _Todo(todo, [m for _, m, _ in groups])
     done = 0
-    for batch in loader:
+    for batch in _batches(views, batch_size, workers):
         parts = [p.numpy() for p in extract(extractor, batch, precision)]
         for i, (group, record, view) in enumerate(todo[done:done + len(batch)]):
             caches = groups[group][0]
@@ -204,6 +217,19 @@ def fill_cache(
         if progress:
             progress("features", done, len(todo))
     return len(todo)
+
+
+def _batches(views: _Todo, batch_size: int, workers: int) -> Iterator[torch.Tensor]:
+    """The views in order, stacked by ``batch_size``: made by ``workers`` loader processes
+    (one thread each, as DataLoader sets), or here on one thread, the forward keeping all."""
+    if workers:
+        yield from torch.utils.data.DataLoader(views, batch_size, num_workers=workers)
+        return
+    for start in range(0, len(views), batch_size):
+        with one_thread():
+            batch = torch.stack([views[i] for i in range(start, min(start + batch_size,
+                                                                    len(views)))])
+        yield batch
 
 
 def load_matrix(

@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
-from trainer.features import ViewFeatures
+from trainer.features import ViewFeatures, one_thread
 from trainer.loops import FeatureLoop, class_weights
 from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
@@ -185,18 +184,6 @@ class Selection:
 
 def _varied(cands: Sequence[dict[str, Any]]) -> list[str]:
     return [k for k in cands[0] if len({repr(c[k]) for c in cands}) > 1]
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """A linear head's small matrix products lose more to thread hand-offs than they gain,
-    most of all on a shared CPU: cross-validation trains heads on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def fit_and_score(

@@ -29,7 +29,7 @@ from torch import nn
 
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
-from trainer.features import ViewFeatures, one_thread
+from trainer.features import JoinedFeatures, ViewFeatures, one_thread
 from trainer.loops import FeatureLoop, class_weights
 from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
@@ -274,7 +274,8 @@ def select_recipe(
         fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
                       eval_tf).fill(model, train, [], views, progress=progress,
                                     workers=loader_workers(group[0]))
-        loaded: dict[tuple[int, str], tuple[ViewFeatures, torch.Tensor, torch.Tensor]] = {}
+        loaded: dict[tuple[int, str], tuple[ViewFeatures | JoinedFeatures, torch.Tensor,
+                                             torch.Tensor]] = {}
         for hyper in group:
             reads = head_input(hyper)
             if reads not in loaded:

@@ -121,6 +121,26 @@ def test_cli_selects_a_recipe_by_cross_validation_then_trains_it(small_env, monk
     assert out[0]["n_val"] == 6 and out[0]["val_interval"][0] <= out[0]["val_accuracy"]
 
 
+def test_select_trains_the_feature_ensemble_unless_an_arch_is_named(
+    small_env, monkeypatch
+) -> None:
+    """--recipe select without --arch takes efficientnet_lite012, the one lever that raised the
+    honest estimate beyond its interval; the study's and the best recipe keep ResNet50."""
+    from trainer.plan import default_arch
+
+    monkeypatch.setattr("trainer.recipe.SPACE", {"tta": ["none", "hflip"]})
+    monkeypatch.setattr("trainer.recipe.NESTED_SPACE", {"tta": ["none", "hflip"]})
+    out = last_json(shoal("train", "--dataset", "small-v1", "--weights", "none", "--recipe",
+                          "select", "--folds", "2", "--epochs", "1", "--image-size",
+                          str(FAST["image_size"]), "--json"))
+    with session_scope() as session:
+        assert session.get(TrainingRun, out[0]["run"]).arch == "efficientnet_lite012"
+    assert out[0]["honest_estimate"]["n"] == 12
+    assert default_arch("study") == default_arch("best") == "resnet50"
+    with pytest.raises(TrainingError, match="--recipe must be one of"):
+        default_arch("fastest")
+
+
 def test_cli_best_recipe_and_study_default(small_env) -> None:
     best = last_json(shoal("train", "--dataset", "small-v1", "--arch", "resnet34", "--weights",
                            "none", "--recipe", "best", "--epochs", "1", "--image-size",

@@ -4,6 +4,7 @@ best recipe on web-20 and f4k-23.
 
     python benchmarks/train.py [--epochs 10] [--data-dir DIR] [--limit N] [--skip-effnet]
                                [--skip-resnet] [--skip-honest] [--honest-archs A,B]
+                               [--honest-datasets D,E] [--honest-fixed JSON]
 
 1. web-20 (and f4k-23) are imported into a temp catalog through the ingest path, deduplicated
    (pHash/dHash groups) and frozen into dataset versions with the dataset rule's deterministic
@@ -13,7 +14,10 @@ best recipe on web-20 and f4k-23.
    training split, folds cut by duplicate group; in each outer fold the recipe is chosen by
    cross-validation inside the other folds (``NESTED_SPACE`` over ``BEST_RECIPE``), trained
    on them and scored once on the fold; beside it a linear probe (``LINEAR_PROBE``) on the
-   same folds, each with a 95% bootstrap interval, and the CPU seconds each estimate cost.
+   same folds, each with a 95% bootstrap interval, and the CPU seconds each estimate cost;
+   every backbone's paired difference (the same images, resampled together) against its probe
+   and against the first backbone of the run. A backbone may be a feature ensemble
+   (``efficientnet_lite012``), which reads its members' caches.
 2. ResNet50, frozen base, Adam lr 1e-4, batch 16, 224 px: once as a standard PyTorch loop
    (fp32, the frozen base forwarded every epoch, fresh augmentation each epoch) and once as the
    fast path (features computed once, bf16 + channels_last where the CPU has native bf16, head
@@ -136,12 +140,16 @@ GOALS = {"web-20": 0.70, "f4k-23": 0.95}
 HONEST_GOALS = {"web-20": (0.70, 0.80), "f4k-23": (0.95, 0.95)}  # (bar, goal)
 
 
-def honest(datasets: list[str], archs: list[str], outer: int, inner: int) -> dict:
-    """Per dataset and backbone: the nested estimate and the linear probe, with intervals."""
+def honest(datasets: list[str], archs: list[str], outer: int, inner: int,
+           fixed: dict | None = None) -> dict:
+    """Per dataset and backbone: the nested estimate and the linear probe, with intervals,
+    and paired differences on the same folds (each backbone against its probe and against
+    the first backbone)."""
     from catalog.db import session_scope
     from catalog.settings import get_settings
     from catalog.store import ImageStore
     from trainer.data import load_source
+    from trainer.metrics import paired_difference
     from trainer.recipe import nested_estimate
 
     out: dict = {}
@@ -151,19 +159,34 @@ def honest(datasets: list[str], archs: list[str], outer: int, inner: int) -> dic
         bar, goal = HONEST_GOALS.get(dataset, (None, None))
         for arch in archs:
             cpu, wall = time.process_time(), time.perf_counter()
-            est = nested_estimate(source, arch, "imagenet", fixed={"workers": WORKERS},
+            est = nested_estimate(source, arch, "imagenet",
+                                  fixed={"workers": WORKERS, **(fixed or {})},
                                   outer=outer, inner=inner)
+            over_probe = paired_difference(est.hits, est.probe_hits)
             row = {**est.as_dict(), "cpu_s": round(time.process_time() - cpu, 1),
                    "wall_s": round(time.perf_counter() - wall, 1), "bar": bar, "goal": goal,
-                   "points_above_probe": round(100 * (est.accuracy - est.probe_accuracy), 1)}
-            out.setdefault(dataset, {})[arch] = row
+                   "fixed": fixed or {},
+                   "points_above_probe": round(100 * (est.accuracy - est.probe_accuracy), 1),
+                   "above_probe_paired": [round(x, 4) for x in over_probe]}
+            rows = out.setdefault(dataset, {})
+            if rows:
+                first, first_est = next(iter(rows)), next(iter(rows.values()))["_est"]
+                vs = paired_difference(est.hits, first_est.hits)
+                row[f"vs_{first}_paired"] = [round(x, 4) for x in vs]
+                print(f"honest {dataset} {arch} - {first}: {100 * vs[0]:+.1f} points "
+                      f"[{100 * vs[1]:+.1f}, {100 * vs[2]:+.1f}] (paired, same folds)",
+                      flush=True)
+            rows[arch] = {**row, "_est": est}
             print(f"honest {dataset} {arch}: nested {est.accuracy:.3f} "
                   f"[{est.interval[0]:.3f}, {est.interval[1]:.3f}] on {est.n} photos, "
                   f"linear probe {est.probe_accuracy:.3f} [{est.probe_interval[0]:.3f}, "
                   f"{est.probe_interval[1]:.3f}] ({row['points_above_probe']:+.1f} points); "
                   f"chosen per outer fold {[f.chosen for f in est.outer]}; "
-                  f"{row['cpu_s']:.0f} CPU s, {row['wall_s']:.0f} s", flush=True)
-    return out
+                  f"{row['cpu_s']:.0f} CPU s, {row['wall_s']:.0f} s; over the probe "
+                  f"{100 * over_probe[0]:+.1f} [{100 * over_probe[1]:+.1f}, "
+                  f"{100 * over_probe[2]:+.1f}] paired", flush=True)
+    return {d: {a: {k: v for k, v in r.items() if k != "_est"} for a, r in rows.items()}
+            for d, rows in out.items()}
 
 
 def select(dataset: str, folds: int) -> dict:
@@ -213,6 +236,20 @@ def effnet_best(datasets: list[str], folds: int, recipe: dict | None) -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name and its matrix flags (AMX, AVX-512 BF16), from /proc/cpuinfo."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    extra = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(extra) or 'no native bf16'}; {os.cpu_count()} cores)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="epochs of both ResNet50 arms")
@@ -226,6 +263,9 @@ def main() -> None:
     parser.add_argument("--honest-datasets", default="web-20,f4k-23")
     parser.add_argument("--outer", type=int, default=5, help="outer folds of the estimate")
     parser.add_argument("--inner", type=int, default=3, help="inner folds of the estimate")
+    parser.add_argument("--honest-fixed", type=json.loads, default={},
+                        help='JSON settings every honest estimate fixes, e.g. '
+                             '\'{"class_weight": "balanced"}\'')
     parser.add_argument("--effnet-datasets", default="web-20,f4k-23",
                         help="where to run EfficientNet-Lite0")
     parser.add_argument("--folds", type=int, default=5,
@@ -240,7 +280,7 @@ def main() -> None:
 
     from trainer.features import bf16_supported
 
-    machine = {"cpu": platform.processor() or platform.machine(), "threads":
+    machine = {"cpu": cpu_model(), "threads":
                torch.get_num_threads(), "capability": torch.backends.cpu.get_cpu_capability(),
                "bf16_native": bf16_supported(), "torch": torch.__version__}
     print(f"machine: {machine}", flush=True)
@@ -248,7 +288,7 @@ def main() -> None:
     out: dict = {"benchmark": "train", "machine": machine, "limit_per_class": args.limit}
     if not args.skip_honest:
         out["honest"] = honest(args.honest_datasets.split(","), args.honest_archs.split(","),
-                               args.outer, args.inner)
+                               args.outer, args.inner, args.honest_fixed)
     if not args.skip_resnet:
         out["resnet50"] = resnet_comparison(args.epochs)
     if not args.skip_effnet:

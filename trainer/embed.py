@@ -54,7 +54,8 @@ def embed(records: Sequence[Record], arch: str = "efficientnet_lite0",
           progress: Progress | None = None, chunk: int = 256) -> Embedding:
     """Features of ``records`` (computed once, then read from the cache). Unreadable images are
     left out and listed in ``failed``; the rest keep their order."""
-    hyper = {**EMBED_HYPER, **(hyper or {}), "tta": "hflip", "feature_layers": 1}
+    hyper = {**EMBED_HYPER, **(hyper or {}), "tta": "hflip", "feature_layers": 1,
+             "feature_norm": "none"}
     spec = get_arch(arch)
     train_tf, eval_tf = presets(spec.mean, spec.std, hyper)
     features = fast_features(arch, weights, hyper, train_tf, eval_tf)
@@ -79,7 +80,7 @@ def embed(records: Sequence[Record], arch: str = "efficientnet_lite0",
             progress("features", min(start + chunk, len(records)), len(records))
     if not kept:
         return Embedding([], np.zeros((0, 2, model.feature_dim), np.float32), failed)
-    views = features.eval_caches.load(kept, [0, MIRROR])[0].numpy().astype(np.float32)
+    views = features.load_eval(kept, [0, MIRROR]).numpy().astype(np.float32)
     return Embedding(kept, views, failed)
 
 
@@ -106,10 +107,17 @@ def ensemble_features(records: Sequence[Record], hyper: dict[str, Any] | None = 
 
 def imagenet_fish_probability(views: np.ndarray, arch: str = "efficientnet_lite0") -> np.ndarray:
     """[n]: the probability mass the backbone's ImageNet classifier gives its fish classes,
-    averaged over the views (the features are that classifier's input)."""
+    averaged over the views (the features are that classifier's input); for a feature
+    ensemble, averaged over its members too, each reading its own part of the features."""
     spec = get_arch(arch)
     state = imagenet_state(spec)
-    weight, bias = state[f"{spec.head}.weight"].float(), state[f"{spec.head}.bias"].float()
+    heads = ([(f"members.{m}.{get_arch(m).head}", m) for m in spec.members] if spec.members
+             else [(spec.head, arch)])
     x = torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32))
-    probs = (x @ weight.T + bias).softmax(-1).mean(1)
-    return probs[:, list(IMAGENET_FISH)].sum(1).numpy()
+    probs, start = [], 0
+    for head, _ in heads:
+        weight, bias = state[f"{head}.weight"].float(), state[f"{head}.bias"].float()
+        part = x[..., start:start + weight.shape[1]]
+        start += weight.shape[1]
+        probs.append((part @ weight.T + bias).softmax(-1).mean(1))
+    return torch.stack(probs).mean(0)[:, list(IMAGENET_FISH)].sum(1).numpy()

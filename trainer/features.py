@@ -8,7 +8,9 @@ index. Two caches per layer serve a run (``ViewFeatures``): the eval transform's
 (the eval transform) and view 1 (its mirror image, for TTA), and the training transform's,
 holding views 1..n-1, each augmented under a seed derived from the image and the view, so the
 cache is the same whichever run fills it. Layers are cached apart, so runs with fewer layers
-reuse the caches of runs with more (and the other way round).
+reuse the caches of runs with more (and the other way round). A feature ensemble's views
+(``JoinedFeatures``) are its members' own caches side by side, so a member's features are
+computed once, whether it runs alone or in an ensemble.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from trainer.data import Record, open_rgb
 from trainer.fusion import folded_copy
@@ -32,6 +35,20 @@ from trainer.model import OUT, ShoalNet, join_layers
 Progress = Callable[[str, int, int], None]
 
 MIRROR = 1  # in an eval cache: the eval transform's view, mirrored
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Small tensor work (a linear head's matrix products, one image's resize, crop and colour
+    jitter) loses more to thread hand-offs than it gains, most of all on a shared CPU: on two
+    busy cores, colour jitter of one 224 px image took 190 ms of CPU on two threads and 2 ms
+    on one. Heads train, and images are transformed, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def bf16_supported() -> bool:
@@ -145,6 +162,20 @@ class Layers:
         return [cache.dir.name for cache in self.caches]
 
 
+class MemberNet(nn.Module):
+    """One member of a feature ensemble as its cache is filled: its pooled features alone."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def layer_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.body(x)]
+
+
 class _Todo(torch.utils.data.Dataset):
     def __init__(self, todo: Sequence[tuple[int, Record, int]], makers: Sequence) -> None:  # type: ignore[type-arg]
         self.todo, self.makers = todo, makers
@@ -159,7 +190,7 @@ class _Todo(torch.utils.data.Dataset):
 
 @torch.inference_mode()
 def extract(
-    model: ShoalNet,
+    model: ShoalNet | MemberNet,
     batch: torch.Tensor,
     precision: str,
 ) -> list[torch.Tensor]:
@@ -175,7 +206,7 @@ def extract(
 
 
 def fill_cache(
-    model: ShoalNet,
+    model: ShoalNet | MemberNet,
     groups: Sequence[tuple[Layers, Callable[[Record, int], torch.Tensor],
                            Sequence[tuple[Record, int]]]],
     precision: str,
@@ -192,10 +223,9 @@ def fill_cache(
         return 0
     # the backbone is frozen here: an inference copy with its BatchNorms folded away
     extractor = folded_copy(model).to(memory_format=torch.channels_last)
-    loader = torch.utils.data.DataLoader(_Todo(todo, [m for _, m, _ in groups]), batch_size,
-                                         num_workers=workers)
+    views = _Todo(todo, [m for _, m, _ in groups])
     done = 0
-    for batch in loader:
+    for batch in _batches(views, batch_size, workers):
         parts = [p.numpy() for p in extract(extractor, batch, precision)]
         for i, (group, record, view) in enumerate(todo[done:done + len(batch)]):
             caches = groups[group][0]
@@ -204,6 +234,19 @@ def fill_cache(
         if progress:
             progress("features", done, len(todo))
     return len(todo)
+
+
+def _batches(views: _Todo, batch_size: int, workers: int) -> Iterator[torch.Tensor]:
+    """The views in order, stacked by ``batch_size``: made by ``workers`` loader processes
+    (one thread each, as DataLoader sets), or here on one thread, the forward keeping all."""
+    if workers:
+        yield from torch.utils.data.DataLoader(views, batch_size, num_workers=workers)
+        return
+    for start in range(0, len(views), batch_size):
+        with one_thread():
+            batch = torch.stack([views[i] for i in range(start, min(start + batch_size,
+                                                                    len(views)))])
+        yield batch
 
 
 def load_matrix(
@@ -257,8 +300,9 @@ class ViewFeatures:
         pool loaded for more views holds these first."""
         return len(self.pool_eval_views()) + views - 1
 
-    def fill(self, model: ShoalNet, train: Sequence[Record], val: Sequence[Record],
-             views: int, progress: Progress | None = None, workers: int = 0) -> int:
+    def fill(self, model: ShoalNet | MemberNet, train: Sequence[Record],
+             val: Sequence[Record], views: int, progress: Progress | None = None,
+             workers: int = 0) -> int:
         """Compute what is missing: eval views of every image, augmented views of ``train``."""
         groups = [
             (self.eval_caches, EvalViews(self.eval_tf),
@@ -276,6 +320,54 @@ class ViewFeatures:
         return join_layers([torch.cat(layer, 1) for layer in zip(*parts, strict=True)],
                            self.norm)
 
+    def load_eval(self, records: Sequence[Record], views: Sequence[int]) -> torch.Tensor:
+        """The eval cache's ``views`` of ``records`` as [len(records), len(views), dim]."""
+        return join_layers(self.eval_caches.load(records, views), self.norm)
+
     def evaluation(self, records: Sequence[Record]) -> torch.Tensor:
         """Evaluation features as [len(records), dim] (TTA: the mean over the eval views)."""
-        return join_layers(self.eval_caches.load(records, self.eval_views()), self.norm).mean(1)
+        return self.load_eval(records, self.eval_views()).mean(1)
+
+
+class JoinedFeatures:
+    """A feature ensemble's views: each member's own ``ViewFeatures`` (one feature layer, no
+    norm), concatenated in member order along the feature dimension, then ``norm`` applied to
+    the whole, as ``ShoalNet`` does to its ``Ensemble`` body's output. The same interface as
+    ``ViewFeatures``."""
+
+    def __init__(self, members: Sequence[tuple[str, ViewFeatures]], norm: str = "none") -> None:
+        self.members = list(members)
+        self.norm = norm
+        first = self.members[0][1]
+        self.precision, self.n_eval_views = first.precision, first.n_eval_views
+        self.train_tf, self.eval_tf = first.train_tf, first.eval_tf
+
+    @property
+    def keys(self) -> dict[str, list[str]]:
+        return {kind: [k for _, f in self.members for k in f.keys[kind]]
+                for kind in ("eval", "train")}
+
+    def eval_views(self) -> list[int]:
+        return self.members[0][1].eval_views()
+
+    def pool_width(self, views: int) -> int:
+        return self.members[0][1].pool_width(views)
+
+    def fill(self, model: ShoalNet, train: Sequence[Record], val: Sequence[Record],
+             views: int, progress: Progress | None = None, workers: int = 0) -> int:
+        """Fill each member's cache from its body in ``model`` (an ``Ensemble`` body)."""
+        bodies = model.body.members  # type: ignore[union-attr]
+        return sum(features.fill(MemberNet(bodies[name]), train, val, views, progress, workers)
+                   for name, features in self.members)
+
+    def _join(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        return join_layers([torch.cat(parts, -1)], self.norm)
+
+    def pool(self, records: Sequence[Record], views: int) -> torch.Tensor:
+        return self._join([f.pool(records, views) for _, f in self.members])
+
+    def load_eval(self, records: Sequence[Record], views: Sequence[int]) -> torch.Tensor:
+        return self._join([f.load_eval(records, views) for _, f in self.members])
+
+    def evaluation(self, records: Sequence[Record]) -> torch.Tensor:
+        return self.load_eval(records, self.eval_views()).mean(1)

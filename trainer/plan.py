@@ -20,6 +20,20 @@ if TYPE_CHECKING:
     from trainer.recipe import Selection
 
 RECIPES = ("study", "best", "select")
+
+# The backbone a recipe trains when none is named. The study's and the best recipe keep the
+# study's ResNet50; selection, which already spends minutes on its search, takes the feature
+# ensemble of EfficientNet-Lite0, 1 and 2, the one lever that raised the honest estimate beyond
+# its interval (web-20, nested cross-validation, same folds; 2026-12-01): 0.701 [0.664, 0.736]
+# against Lite0's 0.659 [0.621, 0.696], paired +4.2 points [+1.7, +6.8]; Lite1 0.653 and Lite2
+# 0.668 alone did not (docs/trainer.md).
+DEFAULT_ARCH = {"study": "resnet50", "best": "resnet50", "select": "efficientnet_lite012"}
+
+
+def default_arch(recipe: str) -> str:
+    if recipe not in RECIPES:
+        raise TrainingError(f"--recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+    return DEFAULT_ARCH[recipe]
 Progress = Callable[[str, int, int], None]
 
 

@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch import nn
 
 from trainer.data import DatasetSource, Record
 from trainer.errors import TrainingError
-from trainer.features import ViewFeatures
+from trainer.features import JoinedFeatures, ViewFeatures, one_thread
 from trainer.loops import FeatureLoop, class_weights
 from trainer.metrics import accuracy_interval
 from trainer.model import build_model, head_input
@@ -155,6 +154,7 @@ class Score:
     accuracy: float  # mean held-out accuracy over the folds (images pooled)
     loss: float  # mean held-out cross-entropy
     fold_accuracy: list[float]
+    hits: list[bool] = field(default_factory=list)  # per image: right when held out
 
     def as_dict(self, keys: Sequence[str] | None = None) -> dict[str, Any]:
         hyper = {k: self.hyper[k] for k in keys} if keys else self.hyper
@@ -187,24 +187,13 @@ def _varied(cands: Sequence[dict[str, Any]]) -> list[str]:
     return [k for k in cands[0] if len({repr(c[k]) for c in cands}) > 1]
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """A linear head's small matrix products lose more to thread hand-offs than they gain,
-    most of all on a shared CPU: cross-validation trains heads on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def fit_and_score(
     pool: torch.Tensor, evals: torch.Tensor, labels: torch.Tensor, fit: torch.Tensor,
     held: torch.Tensor, hyper: dict[str, Any], n_classes: int,
-) -> tuple[int, float]:
+) -> tuple[int, float, torch.Tensor]:
     """Train a head on the ``fit`` rows' views for the recipe's epochs; the last epoch's
-    (correct, summed cross-entropy) on the ``held`` rows' evaluation features."""
+    (correct, summed cross-entropy, which held rows it got right) on the ``held`` rows'
+    evaluation features."""
     seed = int(hyper["seed"])
     torch.manual_seed(seed)
     head = nn.Linear(pool.shape[-1], n_classes)
@@ -216,8 +205,8 @@ def fit_and_score(
     for epoch in range(1, int(hyper["epochs"]) + 1):
         loop.train_epoch(epoch)
     stats = loop.evaluate()
-    n = int(held.sum())
-    return round(stats.accuracy * n), stats.loss * n
+    right = stats.preds == stats.targets
+    return int(right.sum()), stats.loss * int(held.sum()), right
 
 
 def cross_validate(
@@ -230,13 +219,16 @@ def cross_validate(
     correct = 0
     loss_sum = 0.0
     fold_accuracy = []
+    hits = torch.zeros(len(folds), dtype=torch.bool)
     for fold in range(int(fold_of.max()) + 1):
         held = fold_of == fold
-        right, loss = fit_and_score(pool, evals, labels, ~held, held, hyper, n_classes)
+        right, loss, hits[held] = fit_and_score(pool, evals, labels, ~held, held, hyper,
+                                                n_classes)
         correct += right
         loss_sum += loss
         fold_accuracy.append(right / max(1, int(held.sum())))
-    return Score(hyper, correct / len(folds), loss_sum / len(folds), fold_accuracy)
+    return Score(hyper, correct / len(folds), loss_sum / len(folds), fold_accuracy,
+                 hits.tolist())
 
 
 def select_recipe(
@@ -282,7 +274,8 @@ def select_recipe(
         fast_features(arch, weights, {**group[0], "feature_layers": layers}, train_tf,
                       eval_tf).fill(model, train, [], views, progress=progress,
                                     workers=loader_workers(group[0]))
-        loaded: dict[tuple[int, str], tuple[ViewFeatures, torch.Tensor, torch.Tensor]] = {}
+        loaded: dict[tuple[int, str], tuple[ViewFeatures | JoinedFeatures, torch.Tensor,
+                                             torch.Tensor]] = {}
         for hyper in group:
             reads = head_input(hyper)
             if reads not in loaded:
@@ -345,6 +338,10 @@ class NestedEstimate:
     probe_correct: int  # the linear probe on the same outer folds
     probe_interval: tuple[float, float]
     seconds: float
+    # per training image, in ``source.train`` order: whether the nested choice (the probe)
+    # got it right when its fold was held out, for paired comparisons on the same folds
+    hits: list[bool] = field(default_factory=list)
+    probe_hits: list[bool] = field(default_factory=list)
 
     @property
     def accuracy(self) -> float:
@@ -360,7 +357,9 @@ class NestedEstimate:
                 "probe_accuracy": round(self.probe_accuracy, 4),
                 "probe_interval": [round(x, 4) for x in self.probe_interval],
                 "outer_folds": len(self.outer), "inner_folds": self.inner_folds,
-                "folds": [f.as_dict() for f in self.outer], "seconds": round(self.seconds, 1)}
+                "folds": [f.as_dict() for f in self.outer], "seconds": round(self.seconds, 1),
+                "hits": "".join("1" if h else "0" for h in self.hits),
+                "probe_hits": "".join("1" if h else "0" for h in self.probe_hits)}
 
 
 def _features(
@@ -404,6 +403,7 @@ def nested_estimate(
     fold_of = torch.tensor(assign_folds(train, outer, seed))
     model = build_model(arch, len(source.classes), weights, seed, 1)
     folds: list[OuterFold] = []
+    hits = torch.zeros(len(train), dtype=torch.bool)
     for fold in range(outer):
         held = fold_of == fold
         inner_source = DatasetSource(source.classes, [r for r, h in zip(train, held.tolist(),
@@ -413,8 +413,8 @@ def nested_estimate(
                                   fixed=fixed, folds=inner)
         pool, evals = _features(arch, weights, selection.best, model, train)
         with one_thread():
-            correct, _ = fit_and_score(pool, evals, labels, ~held, held, selection.best,
-                                       len(source.classes))
+            correct, _, hits[held] = fit_and_score(pool, evals, labels, ~held, held,
+                                                   selection.best, len(source.classes))
         folds.append(OuterFold(fold, int(held.sum()), correct,
                                {k: selection.best[k] for k in selection.varied},
                                selection.score.accuracy))
@@ -427,7 +427,7 @@ def nested_estimate(
                                      len(source.classes))
     n = len(train)
     correct = sum(f.correct for f in folds)
-    probe_correct = round(probe_score.accuracy * n)
+    probe_correct = sum(probe_score.hits)
     return NestedEstimate(correct, n, accuracy_interval(correct, n), folds, inner,
                           probe_correct, accuracy_interval(probe_correct, n),
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, hits.tolist(), probe_score.hits)

@@ -24,11 +24,11 @@ from catalog.store import ImageStore
 from trainer.checkpoint import link_as, load_checkpoint, save_checkpoint
 from trainer.data import DatasetSource, check_source, load_source
 from trainer.errors import TrainingError
-from trainer.features import ViewFeatures, resolve_precision
+from trainer.features import JoinedFeatures, ViewFeatures, resolve_precision
 from trainer.loops import EvalStats, FeatureLoop, ImageLoop, class_weights
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
 from trainer.model import ShoalNet, build_model, head_input, layer_names, set_mode
-from trainer.registry import get_arch
+from trainer.registry import get_arch, weight_files
 from trainer.runs import get_run, loader_workers, run_dir
 from trainer.transforms import presets
 
@@ -38,7 +38,7 @@ Progress = Callable[[str, int, int], None]
 def weights_id(arch: str, weights: str, seed: int) -> str:
     """What identifies a backbone's weights, for the feature-cache key."""
     if weights == "imagenet":
-        return f"imagenet:{get_arch(arch).imagenet_file().name}"
+        return "imagenet:" + "+".join(f.name for f in weight_files(get_arch(arch)))
     if weights == "none":
         return f"none:seed={seed}"  # a random backbone is a function of the seed
     path = Path(weights)
@@ -117,14 +117,25 @@ def _resume_state(plan: Plan, model: ShoalNet, optimizer: torch.optim.Optimizer)
 
 
 def fast_features(arch: str, weights: str, hyper: dict[str, Any], train_tf, eval_tf,  # type: ignore[no-untyped-def]
-                  ) -> ViewFeatures:
+                  ) -> ViewFeatures | JoinedFeatures:
     """The fast path's cached views for a backbone, a pair of transforms and the recipe's
-    feature layers."""
+    feature layers. An ensemble's are its members' own caches, joined: a member's features
+    are computed once whether it runs alone or in an ensemble."""
     precision = resolve_precision(str(hyper.get("precision", "auto")))
     layers, norm = head_input(hyper)
-    return ViewFeatures(get_settings().data_dir / "features", arch,
-                        weights_id(arch, weights, int(hyper["seed"])), train_tf, eval_tf,
-                        precision, layer_names(get_arch(arch), layers), norm)
+    spec = get_arch(arch)
+    root, wid = get_settings().data_dir / "features", weights_id(arch, weights, int(hyper["seed"]))
+    if not spec.members:
+        return ViewFeatures(root, arch, wid, train_tf, eval_tf, precision,
+                            layer_names(spec, layers), norm)
+    layer_names(spec, layers)  # an ensemble has one feature layer: refuse more
+    # ImageNet members are the members' own weights; any other weights (random, a file) are
+    # the ensemble's, so each member's cache is keyed by them and its place in the ensemble
+    return JoinedFeatures([
+        (member, ViewFeatures(root, member, weights_id(member, weights, 0)
+                              if weights == "imagenet" else f"{wid}:{member}",
+                              train_tf, eval_tf, precision))
+        for member in spec.members], norm)
 
 
 def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progress):  # type: ignore[no-untyped-def]

@@ -57,9 +57,12 @@ def _progress(bar, prefix: str):  # type: ignore[no-untyped-def]
 def train_cmd(
     dataset: str = typer.Option(None, "--dataset", "-d",
                                 help="Dataset version (name or id) or an exported ImageFolder."),
-    arch: str = typer.Option("resnet50", "--arch", "-a",
-                             help="Architecture: resnet34, resnet50, resnet101, efficientnet_lite0 "
-                             "(the registry in trainer/registry.py may hold more)."),
+    arch: str = typer.Option(None, "--arch", "-a",
+                             help="Architecture: resnet34, resnet50 (the default of the study's "
+                             "and the best recipe), resnet101, efficientnet_lite0, "
+                             "efficientnet_lite1, efficientnet_lite2, or the feature ensemble "
+                             "efficientnet_lite012 (the default of --recipe select; "
+                             "trainer/registry.py)."),
     epochs: int = typer.Option(None, help="Epochs (recipe: 10)."),
     lr: str = typer.Option(None, "--lr", help="Learning rate (recipe: 1e-4); several, "
                            "comma-separated, queue a sweep."),

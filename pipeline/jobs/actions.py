@@ -144,7 +144,7 @@ class TrainRequest:
     """`shoal train`'s question: a new run (or a sweep), or a run resumed."""
 
     dataset: str | None = None
-    arch: str = "resnet50"
+    arch: str | None = None  # None: the recipe's default (trainer.plan.DEFAULT_ARCH)
     weights: str = "imagenet"
     mode: str = "frozen"
     recipe: str = "study"
@@ -163,7 +163,7 @@ def train(req: TrainRequest, *, wait: bool | None = None, listener: Listener | N
     of recipe selection, which runs here, before any job.
     """
     from trainer.errors import TrainingError
-    from trainer.plan import plan_runs, save_selection
+    from trainer.plan import default_arch, plan_runs, save_selection
     from trainer.runs import create_run, resume_run, run_dir
 
     check_migrated()
@@ -175,12 +175,13 @@ def train(req: TrainRequest, *, wait: bool | None = None, listener: Listener | N
             else:
                 if not req.dataset:
                     raise UsageError("--dataset is required (a version name or id, or a folder)")
-                plan = plan_runs(session, dataset=req.dataset, arch=req.arch,
+                arch = req.arch or default_arch(req.recipe)
+                plan = plan_runs(session, dataset=req.dataset, arch=arch,
                                  weights=req.weights, mode=req.mode, recipe=req.recipe,
                                  given=req.given, lrs=req.lrs, folds=req.folds,
                                  progress=selecting)
                 selection = plan.selection
-                run_ids = [create_run(session, dataset=req.dataset, arch=req.arch,
+                run_ids = [create_run(session, dataset=req.dataset, arch=arch,
                                       weights=req.weights, mode=req.mode, lr=lr,
                                       **plan.hyper).id for lr in plan.lrs]
     except TrainingError as exc:

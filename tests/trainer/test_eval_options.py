@@ -111,3 +111,34 @@ def test_bad_eval_options_are_refused(small_env) -> None:
                                  ({"label_smoothing": 1.0}, "label smoothing")]:
             with pytest.raises(TrainingError, match=fragment):
                 create_run(session, dataset="small-v1", arch="resnet34", **kwargs)
+
+
+def test_views_are_made_on_one_thread_and_batched_like_a_loader(small_env) -> None:
+    """Without loader processes the views of a batch are made on one thread (small tensor work
+    loses to thread hand-offs), the forward keeps the others; the batches are a loader's."""
+    from trainer.features import EvalViews, TrainViews, _batches, _Todo
+    from trainer.transforms import TrainPreset
+
+    records = val_records()[:3]
+    seen: list[int] = []
+
+    class Counting(TrainViews):
+        def __call__(self, record, view):  # type: ignore[no-untyped-def]
+            seen.append(torch.get_num_threads())
+            return super().__call__(record, view)
+
+    mean = std = (0.5,) * 3
+    todo = _Todo([(0, r, v) for r in records for v in range(2)]
+                 + [(1, r, v) for r in records for v in (1, 2)],
+                 [EvalViews(EvalPreset(64, 64, mean, std, tta="hflip")),
+                  Counting(TrainPreset(64, mean, std))])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours = list(_batches(todo, 4, 0))
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+        loader = list(torch.utils.data.DataLoader(todo, 4, num_workers=0))
+    finally:
+        torch.set_num_threads(threads)
+    assert [b.shape[0] for b in ours] == [4, 4, 4]
+    assert all(torch.equal(a, b) for a, b in zip(ours, loader, strict=True))

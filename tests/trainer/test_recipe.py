@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from catalog.db import session_scope
@@ -120,6 +121,26 @@ def test_cli_selects_a_recipe_by_cross_validation_then_trains_it(small_env, monk
     assert out[0]["n_val"] == 6 and out[0]["val_interval"][0] <= out[0]["val_accuracy"]
 
 
+def test_select_trains_the_feature_ensemble_unless_an_arch_is_named(
+    small_env, monkeypatch
+) -> None:
+    """--recipe select without --arch takes efficientnet_lite012, the one lever that raised the
+    honest estimate beyond its interval; the study's and the best recipe keep ResNet50."""
+    from trainer.plan import default_arch
+
+    monkeypatch.setattr("trainer.recipe.SPACE", {"tta": ["none", "hflip"]})
+    monkeypatch.setattr("trainer.recipe.NESTED_SPACE", {"tta": ["none", "hflip"]})
+    out = last_json(shoal("train", "--dataset", "small-v1", "--weights", "none", "--recipe",
+                          "select", "--folds", "2", "--epochs", "1", "--image-size",
+                          str(FAST["image_size"]), "--json"))
+    with session_scope() as session:
+        assert session.get(TrainingRun, out[0]["run"]).arch == "efficientnet_lite012"
+    assert out[0]["honest_estimate"]["n"] == 12
+    assert default_arch("study") == default_arch("best") == "resnet50"
+    with pytest.raises(TrainingError, match="--recipe must be one of"):
+        default_arch("fastest")
+
+
 def test_cli_best_recipe_and_study_default(small_env) -> None:
     best = last_json(shoal("train", "--dataset", "small-v1", "--arch", "resnet34", "--weights",
                            "none", "--recipe", "best", "--epochs", "1", "--image-size",
@@ -161,6 +182,12 @@ def test_nested_estimate_chooses_inside_each_outer_fold_and_never_reads_validati
         assert inner_shas.isdisjoint(held) and len(inner_shas) + len(held) == 12
     assert est.interval[0] <= est.accuracy <= est.interval[1]
     assert est.probe_interval[0] <= est.probe_accuracy <= est.probe_interval[1]
+    # per image, for paired comparisons: the hits add up to the fold counts
+    assert len(est.hits) == len(est.probe_hits) == 12
+    assert sum(est.hits) == est.correct and sum(est.probe_hits) == est.probe_correct
+    for fold in est.outer:
+        assert sum(h for h, f in zip(est.hits, folds, strict=True) if f == fold.fold) \
+            == fold.correct
     cached = {p.name.split(".")[0] for p in (small_env.data_dir / "features").rglob("*.npy")}
     assert cached == {r.sha256 for r in src.train}
     assert json.dumps(est.as_dict())
@@ -174,6 +201,22 @@ def test_accuracy_interval_is_a_bootstrap_over_images() -> None:
     assert accuracy_interval(63, 83) == (lo, hi)  # the same for the same seed
     assert accuracy_interval(830, 1000)[1] - accuracy_interval(830, 1000)[0] < 0.06
     assert accuracy_interval(0, 0) == (0.0, 0.0)
+
+
+def test_paired_difference_resamples_images_on_both_sides_together() -> None:
+    from trainer.metrics import accuracy_interval, paired_difference
+
+    rng = np.random.default_rng(0)
+    b = rng.random(600) < 0.6
+    a = b.copy()
+    a[np.flatnonzero(~b)[:30]] = True  # a gets 30 more right, loses none: +5 points
+    diff, lo, hi = paired_difference(a.tolist(), b.tolist())
+    assert diff == pytest.approx(0.05) and 0.03 < lo < diff < hi < 0.07
+    # two separate intervals overlap, yet the paired one sits clear of zero
+    assert accuracy_interval(int(a.sum()), 600)[0] < accuracy_interval(int(b.sum()), 600)[1]
+    assert paired_difference(b.tolist(), b.tolist()) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference([True], [True, False])
 
 
 def test_balanced_class_weights_count_each_class_the_same() -> None:

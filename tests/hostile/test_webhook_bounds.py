@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from labeling.project import SECRET_HEADER
+from tests.rawsock import dribble_until_closed
 
 SECRET = "hostile-test-secret"
 TIMEOUT = 2.0  # the receiver's --timeout: headers, and again the body
@@ -168,25 +169,7 @@ def test_a_slow_body_is_cut_off(receiver: Receiver) -> None:
 def test_headers_dribbled_byte_by_byte_are_cut_off(receiver: Receiver) -> None:
     with receiver.connect() as sock:
         sock.sendall(b"POST / HTTP/1.1\r\n")
-        start = time.monotonic()
-        closed = False
-        for _ in range(int(TIMEOUT * 3 / 0.2)):  # bounded: one byte every 0.2 s
-            try:
-                sock.sendall(b"X")
-            except OSError:
-                closed = True
-                break
-            sock.settimeout(0.2)
-            try:
-                if sock.recv(1024) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
-        waited = time.monotonic() - start
+        closed, waited = dribble_until_closed(sock, TIMEOUT * 3)
     assert closed and waited < TIMEOUT * 2.5
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from pipeline.serve.limits import MAX_CONNECTIONS
 from pipeline.serve.process import ServeProcess, free_port
+from tests.rawsock import dribble_until_closed
 from tests.serve.conftest import TOKEN
 
 TIMEOUT = 2.0
@@ -152,21 +153,7 @@ def test_an_idle_connection_is_closed_once_the_header_time_is_up(server: ServePr
 def test_headers_dribbled_byte_by_byte_are_cut_off(server: ServeProcess) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET /v1/health HTTP/1.1\r\n")
-        start = time.monotonic()
-        closed = False
-        for _ in range(int(TIMEOUT * 4 / 0.2)):  # bounded: one byte every 0.2 s
-            try:
-                sock.sendall(b"X")
-                sock.settimeout(0.2)
-                if sock.recv(1024) == b"":
-                    closed = True
-                    break
-            except TimeoutError:
-                continue
-            except OSError:
-                closed = True
-                break
-        waited = time.monotonic() - start
+        closed, waited = dribble_until_closed(sock, TIMEOUT * 4)
     assert closed and waited < TIMEOUT * 2, waited
     no_traceback(server)
 

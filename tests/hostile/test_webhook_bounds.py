@@ -6,7 +6,6 @@ loopback port, so its threads are counted from /proc and its log is what an oper
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from labeling.project import SECRET_HEADER
-from tests.rawsock import dribble_until_closed
+from tests.rawsock import answer_to_an_oversized_header, dribble_until_closed, read_all
 
 SECRET = "hostile-test-secret"
 TIMEOUT = 2.0  # the receiver's --timeout: headers, and again the body
@@ -89,13 +88,6 @@ def exchange(receiver: Receiver, raw: bytes) -> tuple[int, bytes]:
     return int(match.group(1)), body
 
 
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    while chunk := sock.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def post(body: bytes, *, length: str | None = None, ctype: str = "application/json",
          secret: str | None = SECRET) -> bytes:
     headers = [b"POST / HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close",
@@ -142,13 +134,7 @@ def test_malformed_requests_get_a_4xx_and_no_traceback(receiver: Receiver, raw: 
 
 def test_headers_over_the_limit_are_refused(receiver: Receiver) -> None:
     with receiver.connect() as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        answer = b""
-        with contextlib.suppress(OSError):  # the receiver may hang up while we still send
-            for _ in range(64):  # bounded: up to 1 MiB of one header line
-                sock.sendall(b"a" * 16384)
-        with contextlib.suppress(OSError):
-            answer = read_all(sock)
+        answer = answer_to_an_oversized_header(sock, b"GET / HTTP/1.1\r\nHost: x\r\n")
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
     status, _ = exchange(receiver, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 200

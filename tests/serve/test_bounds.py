@@ -19,7 +19,7 @@ import pytest
 
 from pipeline.serve.limits import MAX_CONNECTIONS
 from pipeline.serve.process import ServeProcess, free_port
-from tests.rawsock import dribble_until_closed
+from tests.rawsock import answer_to_an_oversized_header, dribble_until_closed, read_all
 from tests.serve.conftest import TOKEN
 
 TIMEOUT = 2.0
@@ -47,14 +47,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
 
 def connect(server: ServeProcess) -> socket.socket:
     return socket.create_connection((server.host, server.port), timeout=TIMEOUT * 4)
-
-
-def read_all(sock: socket.socket) -> bytes:
-    chunks = []
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def exchange(server: ServeProcess, raw: bytes) -> tuple[int, bytes]:
@@ -132,13 +124,7 @@ def test_malformed_requests_get_a_4xx_and_no_traceback(server: ServeProcess, raw
 
 def test_headers_over_the_limit_are_refused(server: ServeProcess) -> None:
     with connect(server) as sock:
-        sock.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
-        answer = b""
-        with contextlib.suppress(OSError):  # the server may hang up while we still send
-            for _ in range(64):  # bounded: up to 1 MiB of one header line
-                sock.sendall(b"a" * 16384)
-        with contextlib.suppress(OSError):
-            answer = read_all(sock)
+        answer = answer_to_an_oversized_header(sock, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
     assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
     assert exchange(server, HEALTH)[0] == 200
     no_traceback(server)

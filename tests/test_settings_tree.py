@@ -98,8 +98,8 @@ def test_the_readme_lists_every_setting() -> None:
 def test_the_train_section_sets_loader_processes_and_threads(monkeypatch) -> None:
     import torch
 
+    from trainer.features import torch_threads
     from trainer.runs import loader_workers
-    from trainer.train import torch_threads
 
     monkeypatch.setenv("SHOAL_TRAIN_WORKERS", "3")
     assert loader_workers({"workers": None}) == 3 and loader_workers({}) == 3

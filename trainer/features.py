@@ -15,6 +15,7 @@ computed once, whether it runs alone or in an ensemble.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -38,17 +39,24 @@ MIRROR = 1  # in an eval cache: the eval transform's view, mirrored
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads (0: leave the count as it is), restored
+    after, so a worker process that runs other jobs keeps its own."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def one_thread() -> contextlib.AbstractContextManager[None]:
     """Small tensor work (a linear head's matrix products, one image's resize, crop and colour
     jitter) loses more to thread hand-offs than it gains, most of all on a shared CPU: on two
     busy cores, colour jitter of one 224 px image took 190 ms of CPU on two threads and 2 ms
     on one. Heads train, and images are transformed, on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+    return torch_threads(1)
 
 
 def bf16_supported() -> bool:

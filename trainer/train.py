@@ -7,8 +7,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from catalog.store import ImageStore
 from trainer.checkpoint import link_as, load_checkpoint, save_checkpoint
 from trainer.data import DatasetSource, check_source, load_source
 from trainer.errors import TrainingError
-from trainer.features import JoinedFeatures, ViewFeatures, resolve_precision
+from trainer.features import JoinedFeatures, ViewFeatures, resolve_precision, torch_threads
 from trainer.loops import EvalStats, FeatureLoop, ImageLoop, class_weights
 from trainer.metrics import class_scores, confusion_matrix, plot_confusion
 from trainer.model import ShoalNet, build_model, head_input, layer_names, set_mode
@@ -151,19 +150,6 @@ def _fast_loop(plan: Plan, model: ShoalNet, optimizer, train_tf, eval_tf, progre
         int(hyper["batch_size"]), int(hyper["seed"]),
         float(hyper.get("label_smoothing", 0.0)), _class_weight(hyper, labels, src.classes),
     ), {"feature_cache": features.keys, "precision": features.precision}
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """``SHOAL_TRAIN_THREADS`` for one run (0: leave torch's own count), restored after, so a
-    worker process that runs other jobs keeps its own."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _class_weight(hyper: dict[str, Any], labels: torch.Tensor,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from catalog.settings import get_settings
 from pipeline.cli.common import catalog_session, console
-from pipeline.serve.config import serve_config
 from pipeline.serve.limits import uvicorn_bounds
 
 
@@ -20,7 +20,7 @@ def serve_cmd(
     Start as many as you like behind one catalog: they share nothing but the catalog."""
     import uvicorn
 
-    config = serve_config()
+    config = get_settings().serve
     with catalog_session():  # a clear error now rather than on the first request
         pass
     host, port = host or config.host, port or config.port

@@ -15,8 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
 from catalog.limits import limits_from_settings
+from catalog.settings import get_settings
 from pipeline.serve import errors
-from pipeline.serve.config import serve_config
 from pipeline.serve.limits import BodyLimit
 from pipeline.serve.models import ModelCache
 from pipeline.serve.routes import (
@@ -42,12 +42,12 @@ UPLOAD_PATHS = ("/v1/predict", "/predict")
 
 def _body_limit(path: str) -> int:
     if path in UPLOAD_PATHS:
-        return serve_config().max_files * limits_from_settings().max_bytes + SMALL_BODY
+        return get_settings().serve.max_files * limits_from_settings().max_bytes + SMALL_BODY
     return SMALL_BODY
 
 
 def create_app() -> FastAPI:
-    config = serve_config()
+    config = get_settings().serve
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

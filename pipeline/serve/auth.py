@@ -9,7 +9,7 @@ import secrets
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from pipeline.serve.config import serve_config
+from catalog.settings import get_settings
 from pipeline.serve.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="SHOAL_API_TOKEN")
@@ -32,7 +32,7 @@ def _given(request: Request, creds: HTTPAuthorizationCredentials | None) -> str 
 
 
 def _check(given: str | None, what: str) -> None:
-    token = serve_config().api_token
+    token = get_settings().serve.token
     if not token:
         raise ApiError(403, "forbidden", f"{what} disabled: this server has no SHOAL_API_TOKEN")
     if not given:

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from catalog.limits import limits_from_settings
+from catalog.settings import get_settings
 from pipeline.serve.auth import require_read
-from pipeline.serve.config import serve_config
 from pipeline.serve.errors import ApiError
 from pipeline.serve.models import ModelCache, ServedModel
 from pipeline.serve.schemas import ERRORS, MAX_ID, PredictResponse
@@ -43,7 +43,7 @@ async def predict_uploads(request: Request, files: list[UploadFile], run: int | 
     """What the API and the upload page answer: the checks, the batch, the names."""
     if not files:
         raise ApiError(422, "no_files", "send one or more images as multipart field 'files'")
-    max_files = serve_config().max_files
+    max_files = get_settings().serve.max_files
     if len(files) > max_files:
         raise ApiError(413, "too_many_files", f"{len(files)} images in one request; at most "
                        f"{max_files}")

@@ -30,17 +30,16 @@ LEASE = "beat"
 
 
 class CatalogScheduler(Scheduler):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:6]}"
-        app = kwargs.get("app") or (args[0] if args else None)
         # `shoal beat --interval` sets it on the app; else SHOAL_BEAT_INTERVAL
-        given = getattr(getattr(app, "conf", None), "shoal_beat_interval", None)
-        self.every = float(given or get_settings().jobs.beat_interval)
+        self.every = float(app.conf.get("shoal_beat_interval")
+                           or get_settings().jobs.beat_interval)
         self.lease_seconds = max(3 * self.every, 2.0)
         self.leader = False
         self._next_read = 0.0
         self.sweeper = Sweeper()
-        super().__init__(*args, **kwargs)
+        super().__init__(app, *args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         wait = super().tick(*args, **kwargs)

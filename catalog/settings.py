@@ -48,7 +48,7 @@ class SettingsInvalid(ValueError):
 
 class _Section(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore")
-    # fields that hold secrets: shown masked by `shoal config`
+    # fields that hold secrets: a bad value of one is never echoed in the error
     secrets: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -310,19 +310,16 @@ def site_env_name(name: str) -> str:
     return SITE_ENV_PREFIX + re.sub(r"[^A-Za-z0-9]+", "_", name).upper().strip("_")
 
 
-def load_settings(overrides: dict[str, dict[str, Any]] | None = None) -> Settings:
-    """Read every section now (``overrides``: field values by section, for callers that build
-    settings in code)."""
-    given = overrides or {}
-    crawl_extra = {"sites": _site_overrides()} if "sites" not in given.get("crawl", {}) else {}
+def load_settings() -> Settings:
+    """Read every section now."""
     built: dict[str, _Section] = {}
     for name, section in SECTIONS.items():
-        values = {**(crawl_extra if name == "crawl" else {}), **given.get(name, {})}
+        values = {"sites": _site_overrides()} if name == "crawl" else {}
         try:
             built[name] = section(**values)
         except ValidationError as exc:
             raise SettingsInvalid(describe_invalid(exc, section)) from None
-        except ValueError as exc:  # a validator's own error outside pydantic's wrapping
+        except ValueError as exc:  # pydantic-settings could not decode a value (bad JSON)
             raise SettingsInvalid(str(exc)) from None
     return Settings(**built)
 
@@ -398,7 +395,7 @@ def shown_settings(settings: Settings) -> dict[str, dict[str, Any]]:
                 for site, url in sorted(value.items()):
                     values[SITE_ENV_PREFIX + site] = url
                 continue
-            values[cls.env_name(field)] = _shown(field, value, cls)
+            values[cls.env_name(field)] = _shown(value)
         if name == "catalog":
             values["SHOAL_DATABASE_URL"] = mask_url(section.resolved_database_url)
         if name == "jobs" and not section.broker_url:
@@ -407,11 +404,9 @@ def shown_settings(settings: Settings) -> dict[str, dict[str, Any]]:
     return shown
 
 
-def _shown(field: str, value: Any, cls: type[_Section]) -> Any:
+def _shown(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return mask_secret(value.get_secret_value())
-    if field in cls.secrets:
-        return mask_secret(value)
     if value is None:
         return ""
     if isinstance(value, str) and "://" in value:

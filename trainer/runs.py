@@ -78,8 +78,7 @@ def create_run(
     if unknown:
         raise TrainingError(f"unknown hyperparameter(s): {', '.join(unknown)}")
     params = {**RECIPE, **{k: v for k, v in hyper.items() if v is not None}}
-    if params["workers"] is None:
-        params["workers"] = get_settings().train.workers
+    params["workers"] = loader_workers(params)  # written on the run, whatever it was
     if int(params["epochs"]) < 1 or int(params["batch_size"]) < 1 or int(params["views"]) < 1:
         raise TrainingError("epochs, batch size and views must be at least 1")
     if not float(params["lr"]) > 0:

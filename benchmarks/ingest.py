@@ -61,12 +61,12 @@ def run_stock_child(config: dict[str, Any]) -> None:
     from scrapy.crawler import CrawlerProcess
 
     from catalog.imaging import Limits
+    from catalog.settings import get_settings
     from crawler.scrapy_settings import scrapy_settings
-    from crawler.sites import get_crawl_settings
     from crawler.spiders.shop import ShopSpider
 
     store = Path(config["store"])
-    options = scrapy_settings(crawl=get_crawl_settings(), data_dir=store,
+    options = scrapy_settings(crawl=get_settings().crawl, data_dir=store,
                               database_url="sqlite://", limits=Limits())
     options.update(ITEM_PIPELINES={"scrapy.pipelines.images.ImagesPipeline": 1},
                    IMAGES_STORE=str(store / "stock"), LOG_FILE=str(store / "stock.log"))

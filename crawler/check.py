@@ -20,7 +20,6 @@ from typing import Any
 from catalog.limits import limits_from_settings
 from catalog.settings import get_settings
 from crawler.scrapy_settings import scrapy_settings
-from crawler.sites import get_crawl_settings
 from crawler.sources import spider_for
 from crawler.stats import failure_of, summarise
 
@@ -55,7 +54,7 @@ def run_checks(species: dict[str, Any], sources: list[str], limit: int) -> list[
     from scrapy.crawler import CrawlerProcess
 
     settings = get_settings()
-    options = scrapy_settings(crawl=get_crawl_settings(), data_dir=settings.data_dir,
+    options = scrapy_settings(crawl=settings.crawl, data_dir=settings.data_dir,
                               database_url=settings.resolved_database_url,
                               limits=limits_from_settings(settings))
     options.update(ITEM_PIPELINES={"crawler.check.SamplePipeline": 300}, LOG_LEVEL="WARNING")

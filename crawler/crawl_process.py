@@ -21,7 +21,6 @@ from catalog.models import CrawlJob, JobState, utcnow
 from catalog.settings import get_settings
 from catalog.species import species_names
 from crawler.scrapy_settings import scrapy_settings
-from crawler.sites import get_crawl_settings
 from crawler.sources import spider_for
 from crawler.stats import failure_of, summarise
 
@@ -86,7 +85,7 @@ def run_job(crawl_job_id: int) -> int:
     log_file = log_path(settings.data_dir, crawl_job_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     options = scrapy_settings(
-        crawl=get_crawl_settings(), data_dir=settings.data_dir,
+        crawl=settings.crawl, data_dir=settings.data_dir,
         database_url=settings.resolved_database_url, limits=limits_from_settings(settings),
         species_id=species_id, crawl_job_id=crawl_job_id, job_dir=job_dir, log_file=log_file,
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.imaging import Limits
-from crawler.sites import CrawlSettings
+from catalog.settings import CrawlSettings
 
 PIPELINE = "crawler.pipelines.CatalogPipeline"
 DOWNLOADER_MIDDLEWARES = {

@@ -8,7 +8,7 @@ other settings are the ``crawl`` section of :mod:`catalog.settings`.
 
 from __future__ import annotations
 
-from catalog.settings import SITE_ENV_PREFIX, CrawlSettings, get_settings, site_env_name
+from catalog.settings import SITE_ENV_PREFIX, get_settings, site_env_name
 
 DEFAULT_SITES: dict[str, str] = {
     "wikipedia_en": "https://en.wikipedia.org",
@@ -18,12 +18,6 @@ DEFAULT_SITES: dict[str, str] = {
     "gbif_api": "https://api.gbif.org/v1",
     "gbif": "https://www.gbif.org",
 }
-
-__all__ = ["DEFAULT_SITES", "CrawlSettings", "get_crawl_settings", "site_env_name", "site_url"]
-
-
-def get_crawl_settings() -> CrawlSettings:
-    return get_settings().crawl
 
 
 def site_url(name: str, default: str | None = None) -> str:

@@ -177,12 +177,12 @@ def resolve_name(name: str, timeout: float = 20.0) -> Taxon:
     """Ask GBIF (``SHOAL_CRAWL_SITE_GBIF_API``) once; raises ``ResolutionFailed``."""
     import httpx
 
-    from crawler.sites import get_crawl_settings
+    from catalog.settings import get_settings
 
     url = match_url(name)
     try:
         response = httpx.get(url, timeout=timeout, follow_redirects=True,
-                             headers={"User-Agent": get_crawl_settings().user_agent})
+                             headers={"User-Agent": get_settings().crawl.user_agent})
         response.raise_for_status()
         data = response.json()
     except httpx.HTTPStatusError as exc:

@@ -14,8 +14,8 @@ from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit, urluns
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from catalog.settings import get_settings
-from crawler.sites import site_env_name, site_url
+from catalog.settings import get_settings, site_env_name
+from crawler.sites import site_url
 
 HERE = Path(__file__).parent
 

@@ -60,7 +60,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from PIL import Image
 
 from catalog.imaging import Limits, open_image
-from crawler.sites import site_env_name
+from catalog.settings import site_env_name
 from pipeline.demo.site.hostile import hostile_files
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"}

@@ -45,6 +45,19 @@ def test_a_ten_percent_crop_and_a_mirror_image_are_the_same_picture(fishdata, tm
     assert flipped.same_picture and flipped.mirrored, flipped
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_crop_of_a_thumbnail_is_the_same_picture(fishdata, tmp_path, seed):
+    """A 100 px wide picture shows a dozen keypoints at its own size; scaled up to the common
+    size the check finds enough of them (web-20 itself holds a 150 x 56 px photo)."""
+    thumb = PILImage.open(web20(fishdata, "Kachki/000058.jpg")).convert("RGB")
+    thumb.thumbnail((100, 100))
+    small = tmp_path / "thumb.jpg"
+    thumb.save(small, quality=92)
+    crop = crop_of(small, tmp_path / "crop.jpg", seed=seed)
+    agreement = Verifier([crop, small], MAX_PIXELS).compare(0, 1)
+    assert agreement.same_picture, agreement
+
+
 def test_a_copy_under_a_caption_is_the_same_picture(fishdata, tmp_path):
     src = web20(fishdata, "Rui/000022.jpg")
     img = PILImage.open(src).convert("RGB")

@@ -7,11 +7,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageOps
 
-from pipeline.curate.copies import verified_pairs
+from pipeline.curate.copies import copy_pairs, verified_pairs
 from pipeline.curate.verify import Verifier
 
 MAX_PIXELS = 50_000_000
@@ -97,3 +98,13 @@ def test_verified_pairs_keeps_only_the_copies_and_an_unreadable_file_agrees_with
     assert compared == 3
     assert [(p.a, p.b) for p in found] == [(0, 1)]
     assert found[0].agreement.as_dict()["inliers"] >= 40
+
+
+def test_candidates_are_the_close_neighbours_and_each_image_s_nearest_above_the_floor():
+    sims = np.array([[0.80, 0.70], [0.80, 0.50], [0.65, 0.55], [0.40, 0.30]], np.float32)
+    pos = np.array([[1, 2], [0, 3], [0, 1], [1, 2]])
+    pairs = copy_pairs(sims, pos, threshold=0.75, nearest=0.6)
+    # 0-1 close; 2's nearest (0) above the floor; 0-2 at 0.70 is only 0's second neighbour,
+    # 3's nearest is under the floor
+    assert [(a, b) for a, b, _ in pairs] == [(0, 1), (0, 2)]
+    assert dict(((a, b), s) for a, b, s in pairs)[(0, 2)] == pytest.approx(0.65)

@@ -18,7 +18,8 @@ probability of the given label, same folds). Then validation accuracy on clean l
 clean photos whose split key falls in the 20% val fraction) of a head trained on cached
 features (the fast path's FeatureLoop: the image and its mirror as views, 30 epochs, Adam 1e-3)
 on (a) clean labels, (b) the noisy keyword labels, (c) the images auto-accepted with suspects
-held back. Training sets never hold a val photo or a copy of one.
+held back (at --auto-accept, and at the thresholds of AUTO_ACCEPT_CURVE for the trade-off).
+Training sets never hold a val photo or a copy of one.
 
 The stored images and the feature cache stay in --work between runs (content-addressed), so a
 second run skips the backbone; the catalog is new every run. The last line is one JSON object.
@@ -49,6 +50,7 @@ VAL_RATIO = 0.2
 # web-20 holds copies of its own that pHash misses (one stock photo on three sites); pairs judged
 # by eye, so a link between two of them is not counted as a mistake
 WEB20_COPIES = Path(__file__).with_name("web20_copies.txt")
+AUTO_ACCEPT_CURVE = (0.1, 0.2, 0.3, 0.5, 0.7)  # arm (c) at these thresholds too
 
 
 def photo_classes(photos: list[tuple[str, Path]]) -> list[int]:
@@ -237,7 +239,7 @@ def main() -> None:
     from catalog.db import session_scope
     from catalog.models import DuplicateLink, Image, ImageStatus, ImageSuspicion
     from catalog.splits import fraction, split_key_for
-    from labeling.autoaccept import auto_accept
+    from labeling.autoaccept import auto_accept, eligible
     from pipeline.curate.label_issues import fit_head, out_of_fold
     from pipeline.curate.passes import CurateOptions, curate
 
@@ -296,7 +298,10 @@ def main() -> None:
             after = sum(1 for i, o in members if o and groups.get(i) and groups[i] == groups[o])
             copies[kind] = {"injected": len(members),
                             "recall_phash": round(before / len(members), 4),
-                            "recall_after_curate": round(after / len(members), 4)}
+                            "recall_after_curate": round(after / len(members), 4),
+                            "missed": sorted(truth[i]["file"] for i, o in members
+                                             if not (o and groups.get(i)
+                                                     and groups[i] == groups[o]))}
         feature_links = session.execute(
             select(DuplicateLink.image_id, DuplicateLink.canonical_id)
             .where(DuplicateLink.method == "features")).all()
@@ -349,6 +354,9 @@ def main() -> None:
         keyword = {i: t["keyword"] for i, t in truth.items()}
         clean_ids = [i for i in truth if truth[i]["kind"] in ("clean", "wrong") and usable(i)]
         noisy_ids = [i for i in pool.image_ids if usable(i)]
+        # what other thresholds would approve (nothing written), for the trade-off
+        at = {p: [i for i, *_ in eligible(session, report.run_id, p) if usable(i)]
+              for p in AUTO_ACCEPT_CURVE}
         accepted = auto_accept(session, args.auto_accept, report.run_id)
         approved = [i for i, s in session.execute(select(Image.id, Image.status)).all()
                     if s == ImageStatus.APPROVED and usable(i)]
@@ -362,6 +370,8 @@ def main() -> None:
             "b_noisy": arm(noisy_ids, lambda i: keyword[i]),
             "c_auto_accepted": arm(approved, lambda i: keyword[i]),
             "c2_all_but_suspects": arm(kept, lambda i: keyword[i]),
+            "c_by_threshold": {str(p): {"n_train": len(ids), "accuracy": arm(
+                ids, lambda i: keyword[i])} for p, ids in at.items()},
         }
         clock["training"] = round(time.perf_counter() - t0, 1)
         session.rollback()  # the benchmark's catalog is thrown away

@@ -38,7 +38,7 @@ from PIL import ImageOps
 
 from catalog.imaging import ImageRejected, decode_rgb
 
-SIDE = 512  # keypoints are found on the picture fitted into SIDE x SIDE
+SIDE = 512  # keypoints are found on the picture scaled to fit SIDE x SIDE
 KEYPOINTS = 1000
 RATIO = 0.8  # Lowe's ratio test on the two nearest descriptors
 REPROJECTION = 4.0  # pixels (at SIDE) a RANSAC inlier may lie off the transform
@@ -87,8 +87,15 @@ NONE = Agreement(0, 0.0, float("inf"), 0.0, 1.0, False)
 
 
 def fitted_grey(path: Path, max_pixels: int) -> PILImage.Image:
+    """The picture in grey, scaled (down or up) so its long side is ``SIDE``: a thumbnail and
+    its source are compared at one scale, and a 150 px thumbnail still shows enough keypoints
+    for the count to mean what it means on a photo."""
     img = decode_rgb(path, max_pixels).convert("L")
-    img.thumbnail((SIDE, SIDE))
+    w, h = img.size
+    scale = SIDE / max(w, h, 1)
+    if scale != 1:
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                         PILImage.Resampling.BICUBIC if scale > 1 else PILImage.Resampling.LANCZOS)
     return img
 
 

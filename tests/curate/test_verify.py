@@ -7,11 +7,12 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageOps
 
-from pipeline.curate.copies import verified_pairs
+from pipeline.curate.copies import copy_pairs, verified_pairs
 from pipeline.curate.verify import Verifier
 
 MAX_PIXELS = 50_000_000
@@ -43,6 +44,19 @@ def test_a_ten_percent_crop_and_a_mirror_image_are_the_same_picture(fishdata, tm
     assert 0.85 < cropped.scale < 1.2  # both fitted into the same box
     flipped = verifier.compare(2, 0)
     assert flipped.same_picture and flipped.mirrored, flipped
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_crop_of_a_thumbnail_is_the_same_picture(fishdata, tmp_path, seed):
+    """A 100 px wide picture shows a dozen keypoints at its own size; scaled up to the common
+    size the check finds enough of them (web-20 itself holds a 150 x 56 px photo)."""
+    thumb = PILImage.open(web20(fishdata, "Kachki/000058.jpg")).convert("RGB")
+    thumb.thumbnail((100, 100))
+    small = tmp_path / "thumb.jpg"
+    thumb.save(small, quality=92)
+    crop = crop_of(small, tmp_path / "crop.jpg", seed=seed)
+    agreement = Verifier([crop, small], MAX_PIXELS).compare(0, 1)
+    assert agreement.same_picture, agreement
 
 
 def test_a_copy_under_a_caption_is_the_same_picture(fishdata, tmp_path):
@@ -84,3 +98,13 @@ def test_verified_pairs_keeps_only_the_copies_and_an_unreadable_file_agrees_with
     assert compared == 3
     assert [(p.a, p.b) for p in found] == [(0, 1)]
     assert found[0].agreement.as_dict()["inliers"] >= 40
+
+
+def test_candidates_are_the_close_neighbours_and_each_image_s_nearest_above_the_floor():
+    sims = np.array([[0.80, 0.70], [0.80, 0.50], [0.65, 0.55], [0.40, 0.30]], np.float32)
+    pos = np.array([[1, 2], [0, 3], [0, 1], [1, 2]])
+    pairs = copy_pairs(sims, pos, threshold=0.75, nearest=0.6)
+    # 0-1 close; 2's nearest (0) above the floor; 0-2 at 0.70 is only 0's second neighbour,
+    # 3's nearest is under the floor
+    assert [(a, b) for a, b, _ in pairs] == [(0, 1), (0, 2)]
+    assert dict(((a, b), s) for a, b, s in pairs)[(0, 2)] == pytest.approx(0.65)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from trainer.data import Record, open_rgb
@@ -132,16 +133,20 @@ class EvalViews:
 
 class TrainViews:
     """The training cache's views 1..n-1: the training transform under a seed derived from
-    the image and the view, so the cache is the same whichever run fills it."""
+    the image and the view, so the cache is the same whichever run fills it. An image's views
+    are asked for one after another: the last image is kept decoded, so its seven augmented
+    views cost one decode, not seven."""
 
     def __init__(self, transform) -> None:  # type: ignore[no-untyped-def]
         self.transform = transform
+        self.last: tuple[str, Image.Image] | None = None
 
     def __call__(self, record: Record, view: int) -> torch.Tensor:
-        img = open_rgb(record)
+        if self.last is None or self.last[0] != record.sha256:
+            self.last = (record.sha256, open_rgb(record))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(view_seed(record.sha256, view))
-            return self.transform(img)
+            return self.transform(self.last[1])
 
 
 class Layers:

@@ -48,8 +48,8 @@ def test_demo_runs_every_stage_and_summarises(sqlite_env, fishdata):
     assert listed.exit_code == 0, listed.output
     jobs = sorted(json.loads(listed.stdout), key=lambda j: j["id"])
     kinds = [j["kind"] for j in jobs]
-    assert kinds == ["crawl"] * 4 + ["dedupe", "curate", "auto_accept", "dataset_create",
-                                     "train", "predict"]
+    assert kinds == ["crawl"] * 4 + ["dedupe", "curate", "auto_accept", "approve_unsuspected",
+                                     "dataset_create", "train", "predict"]
     for job in jobs:
         assert job["state"] == "succeeded", job
         assert job["started_at"] and job["finished_at"] and job["result"] is not None, job
@@ -57,7 +57,9 @@ def test_demo_runs_every_stage_and_summarises(sqlite_env, fishdata):
     by_kind = {j["kind"]: j["result"] for j in jobs}
     assert {(j["args"]["species"], j["args"]["source"]) for j in jobs[:4]} == {
         (s, src) for s in ("bd-mola", "bd-shing") for src in ("shop:market", "wikimedia")}
-    assert by_kind["auto_accept"]["approved"] == summary["stages"]["approved"]
+    assert by_kind["auto_accept"]["approved"] + by_kind["approve_unsuspected"]["approved"] \
+        == summary["stages"]["approved"]
+    assert by_kind["approve_unsuspected"]["curation_run_id"] == curation["run_id"]
     assert by_kind["curate"]["run_id"] == curation["run_id"]
     assert by_kind["predict"]["predicted"] == summary["predicted"]["images"]
     assert by_kind["dataset_create"]["name"] == "v1"

@@ -1,16 +1,20 @@
-"""Approval without a person: the label a crawl keyword or a sorted folder gave an image."""
+"""Approval without a person: the label a crawl keyword or a sorted folder gave an image, for
+every image or only for those a curation run judged and did not suspect."""
 
 from __future__ import annotations
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from catalog.models import DuplicateGroup, Image, ImageStatus
+from catalog.models import DuplicateGroup, Image, ImageStatus, ImageSuspicion
 
 
-def approve_by_keyword(session: Session, species_ids: list[int] | None = None) -> int:
+def approve_by_keyword(session: Session, species_ids: list[int] | None = None,
+                       screened_by: int | None = None) -> int:
     """Approve unique images under the species they were found or imported for, leaving out
-    members of conflicted duplicate groups (two species claim the same photo)."""
+    members of conflicted duplicate groups (two species claim the same photo). With
+    ``screened_by`` (a curation run), only the images that run judged and found nothing wrong
+    with: its suspects, and images it never saw, wait for a person."""
     conflicted = select(DuplicateGroup.id).where(DuplicateGroup.conflict.is_(True))
     stmt = (
         update(Image)
@@ -22,4 +26,7 @@ def approve_by_keyword(session: Session, species_ids: list[int] | None = None) -
     )
     if species_ids is not None:
         stmt = stmt.where(Image.expected_species_id.in_(species_ids))
+    if screened_by is not None:
+        stmt = stmt.where(Image.id.in_(select(ImageSuspicion.image_id).where(
+            ImageSuspicion.run_id == screened_by, ImageSuspicion.suspect.is_(False))))
     return session.execute(stmt).rowcount or 0

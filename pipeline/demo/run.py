@@ -253,12 +253,14 @@ def review_summary(jobs: list[Job], held: dict[str, Any]) -> str:
     suspects = held.get("suspects", 0)
     if "review_push" not in by_kind:
         a = by_kind.get("auto_accept", {})
+        rest = by_kind.get("approve_unsuspected", {}).get("approved", 0)
         return (f"no Label Studio configured (SHOAL_LABEL_STUDIO_URL unset): "
                 f"{a.get('approved', 0)} images APPROVED BY THE MODEL (curation run "
                 f"{a.get('curation_run_id')}: the crawl keyword is the out-of-fold top species "
                 f"with probability >= {a.get('threshold')}, nothing suspect; recorded as decided "
-                f"by the model, see `shoal review status`); {suspects} suspects held back, the "
-                "rest left for review")
+                f"by the model, see `shoal review status`); {rest} more that curation found "
+                f"nothing wrong with approved under their crawl keyword; {suspects} suspects "
+                "held back for a person")
     push = by_kind["review_push"]
     accepted = (push.get("auto_accepted") or {}).get("approved", 0)
     url = get_settings().review.label_studio_url

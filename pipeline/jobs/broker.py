@@ -24,6 +24,7 @@ QUEUE_OF: dict[str, str] = {
     "review_push": "review",
     "review_pull": "review",
     "approve_by_keyword": "review",
+    "approve_unsuspected": "review",
     "auto_accept": "review",
     "dataset_create": "export",
     "dataset_export": "export",

@@ -138,6 +138,22 @@ def approve_by_keyword_body(ctx: JobContext) -> dict[str, Any]:
         return {"approved": approve_by_keyword(session)}
 
 
+def approve_unsuspected_body(ctx: JobContext) -> dict[str, Any]:
+    """Review without people after curation: the images the curation run (``run``, default
+    the latest) judged and did not suspect are approved under their crawl keyword; its
+    suspects are held back for a person. The model's own approvals (auto_accept) go first."""
+    from labeling.autoaccept import latest_curation_run
+    from pipeline.datasets.approve import approve_by_keyword
+
+    with session_scope() as session:
+        run = ctx.args.get("run") or latest_curation_run(session)
+        if run is None:
+            raise UsageError("no curation run to hold suspects back by: run curate first "
+                             "(or approve_by_keyword, which takes every keyword unseen)")
+        return {"approved": approve_by_keyword(session, screened_by=int(run)),
+                "curation_run_id": int(run)}
+
+
 def version_dict(version: DatasetVersion) -> dict[str, Any]:
     return {"version": version.id, "name": version.name, "n_items": version.n_items,
             "n_train": version.n_train, "n_val": version.n_val,
@@ -326,6 +342,7 @@ BODIES: dict[str, Body] = {
     "review_push": review_push_body,
     "review_pull": review_pull_body,
     "approve_by_keyword": approve_by_keyword_body,
+    "approve_unsuspected": approve_unsuspected_body,
     "auto_accept": auto_accept_body,
     "dataset_create": dataset_create_body,
     "dataset_export": dataset_export_body,

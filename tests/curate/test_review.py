@@ -21,6 +21,7 @@ from labeling.config import choice_of
 from labeling.resolve import resolve_tasks
 from labeling.status import review_status
 from pipeline.curate.passes import curate
+from pipeline.datasets.approve import approve_by_keyword
 from pipeline.dedupe.grouping import link_pairs
 from tests.curate.conftest import FAST
 
@@ -79,6 +80,31 @@ def test_auto_accept_never_approves_a_rejected_image_or_a_conflict(catalog):
         assert sum(r["auto_accepted"] for r in status["species"]) == report.approved
         # a second pass approves nothing more: everything it could take is taken
         assert auto_accept(session, 0.01, run).approved == 0
+
+
+def test_without_people_the_suspects_wait_and_what_curation_cleared_is_taken(catalog):
+    with session_scope() as session:
+        run = curate(session, FAST).run_id
+        rows = session.scalars(select(ImageSuspicion).where(ImageSuspicion.run_id == run)).all()
+        suspects = {r.image_id for r in rows if r.suspect}
+        cleared = sorted(r.image_id for r in rows if not r.suspect)
+        assert suspects and len(cleared) > 2
+        unseen = cleared.pop()  # as if crawled after the run: it has no row of the run
+        session.query(ImageSuspicion).filter_by(run_id=run, image_id=unseen).delete()
+        conflicted = set(session.scalars(select(Image.id).join(
+            DuplicateGroup, DuplicateGroup.id == Image.duplicate_group_id)
+            .where(DuplicateGroup.conflict.is_(True))))
+        by_model = auto_accept(session, 0.5, run).approved
+        by_keyword = approve_by_keyword(session, screened_by=run)
+        approved = set(session.scalars(select(Image.id).where(
+            Image.status == ImageStatus.APPROVED)))
+        assert len(approved) == by_model + by_keyword and by_keyword > 0
+        assert approved == set(cleared) - conflicted
+        assert not approved & suspects and unseen not in approved
+        for image_id in approved:  # each under the species it was crawled for
+            image = session.get(Image, image_id)
+            assert image.label_species_id == image.expected_species_id
+        assert approve_by_keyword(session, screened_by=run) == 0
 
 
 def test_auto_accept_refuses_a_threshold_outside_zero_to_one(catalog):

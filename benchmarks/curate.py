@@ -14,12 +14,18 @@ injected noise met in the top 2N of the review order (N = injected wrong-species
 images) for the curation order and three baselines on the same features: today's order (oldest
 first), plain max-probability uncertainty (a logistic head fit on the whole pool, as a model
 trained on the crawl would be), and a plain out-of-fold logistic probe (ascending out-of-fold
-probability of the given label, same folds). Then validation accuracy on clean labels (val: the
-clean photos whose split key falls in the 20% val fraction) of a head trained on cached
-features (the fast path's FeatureLoop: the image and its mirror as views, 30 epochs, Adam 1e-3)
-on (a) clean labels, (b) the noisy keyword labels, (c) the images auto-accepted with suspects
-held back (at --auto-accept, and at the thresholds of AUTO_ACCEPT_CURVE for the trade-off).
-Training sets never hold a val photo or a copy of one.
+probability of the given label, same folds). Then accuracy on clean labels of a head trained on
+cached features (the fast path's FeatureLoop: the image and its mirror as views, 30 epochs, Adam
+1e-3) on (a) clean labels, (b) the noisy keyword labels, (c) what the embedded default's review
+without people approves, suspects held back (flow "auto": the model's approvals at
+--auto-accept, then every image curation judged and did not suspect under its keyword); beside
+them the model's approvals alone (at --auto-accept and at AUTO_ACCEPT_CURVE's thresholds), and
+every unique image but the first K of the review order (HOLD_BACK_CURVE). Each arm is
+cross-fitted over EVAL_FOLDS folds of photo classes (a photo, its injected copies and web-20's
+copies of it judged by eye): trained on the other folds' images, scored on the fold's clean
+photos under their true species, so every photo is scored once, with a bootstrap interval and
+a paired difference from (a) on the same photos.
+A training set never holds a scored photo or a copy of one.
 
 The stored images and the feature cache stay in --work between runs (content-addressed), so a
 second run skips the backbone; the catalog is new every run. The last line is one JSON object.
@@ -28,6 +34,7 @@ second run skips the backbone; the catalog is new every run. The last line is on
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -46,7 +53,8 @@ NON_FISH = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins
             "gravel", "hubble_deep_field", "immunohistochemistry", "moon", "page", "retina",
             "rocket", "stereo_motorcycle", "text", "cell")
 WRONG_SHARE, COPY_SHARE, CROP = 0.10, 0.05, 0.10
-VAL_RATIO = 0.2
+EVAL_FOLDS = 5  # the training arms are cross-fitted: every clean photo is scored once
+HOLD_BACK_CURVE = (40, 60, 80, 100, 120, 150)  # arm (c) holding back the first K reviewed
 # web-20 holds copies of its own that pHash misses (one stock photo on three sites); pairs judged
 # by eye, so a link between two of them is not counted as a mistake
 WEB20_COPIES = Path(__file__).with_name("web20_copies.txt")
@@ -199,7 +207,27 @@ def pr(flagged: set[int], positive: set[int]) -> dict:
             "recall": round(hit / len(positive), 4) if positive else None}
 
 
-def train_eval(x_train, y_train, x_val, y_val, n_classes: int, seed: int = 0) -> float:
+def eval_fold(info: dict) -> int:
+    """The fold a photo class is scored in: a hash of its first photo's file, so the copies of
+    a photo share it, whatever the seed made of them."""
+    first = info["same_as"]
+    return int(hashlib.sha256(f"photo:{first}".encode()).hexdigest(), 16) % EVAL_FOLDS
+
+
+def scored_arm(arm: dict, baseline: list[bool]) -> dict:
+    """An arm's pooled accuracy with its 95% bootstrap interval, and its paired difference
+    from the clean-label arm on the same photos."""
+    from trainer.metrics import accuracy_interval, paired_difference
+
+    hits = arm["hits"]
+    low, high = accuracy_interval(sum(hits), len(hits))
+    diff = paired_difference(hits, baseline)
+    return {"accuracy": round(sum(hits) / len(hits), 4), "interval": [round(low, 4),
+            round(high, 4)], "minus_a_paired": [round(x, 4) for x in diff],
+            "n_train": arm["n_train"]}
+
+
+def train_eval(x_train, y_train, x_val, y_val, n_classes: int, seed: int = 0) -> list[bool]:
     import torch
 
     from trainer.loops import FeatureLoop
@@ -211,7 +239,8 @@ def train_eval(x_train, y_train, x_val, y_val, n_classes: int, seed: int = 0) ->
                        torch.from_numpy(x_val), torch.from_numpy(y_val), 16, seed)
     for epoch in range(1, 31):
         loop.train_epoch(epoch)
-    return round(loop.evaluate().accuracy, 4)
+    stats = loop.evaluate()
+    return (stats.preds == stats.targets).tolist()
 
 
 def main() -> None:
@@ -238,10 +267,10 @@ def main() -> None:
 
     from catalog.db import session_scope
     from catalog.models import DuplicateLink, Image, ImageStatus, ImageSuspicion
-    from catalog.splits import fraction, split_key_for
     from labeling.autoaccept import auto_accept, eligible
     from pipeline.curate.label_issues import fit_head, out_of_fold
     from pipeline.curate.passes import CurateOptions, curate
+    from pipeline.datasets.approve import approve_by_keyword
 
     clock = {}
     t0 = time.perf_counter()
@@ -333,46 +362,64 @@ def main() -> None:
             round(float(vec[a] @ vec[b]), 3) for a, b in feature_links
             if not same_photo(a, b) and a in vec and b in vec)
 
-        # training on cached features: the image and its mirror as views
+        # training on cached features: the image and its mirror as views, each arm trained
+        # EVAL_FOLDS times and scored on the held-out fold's clean photos (true labels), so
+        # every photo is scored once; a fold holds whole photo classes (a photo, its injected
+        # copies and web-20's copies of it judged by eye), and no training set holds a copy
+        # of a photo it is scored on
         views = {r.image_id: v for r, v in zip(emb.records, emb.views, strict=True)}
-        keys = split_key_for(session, list(truth))
-        val_photos = {t["photo"] for i, t in truth.items()
-                      if t["kind"] in ("clean", "wrong") and fraction(keys[i]) < VAL_RATIO}
-        val = [i for i, t in truth.items() if t["kind"] in ("clean", "wrong")
-               and t["photo"] in val_photos and i in views]
-        def usable(i: int) -> bool:
-            return i in views and truth[i].get("photo") not in val_photos
         species = sorted({t["true"] for t in truth.values() if t["true"]})
         index = {s: n for n, s in enumerate(species)}
-        def arm(ids: list[int], label_of) -> float:
-            xt = np.stack([views[i] for i in ids]).astype(np.float32)
-            yt = np.array([index[label_of(i)] for i in ids])
-            xv = np.stack([views[i].mean(0) for i in val]).astype(np.float32)
-            yv = np.array([index[truth[i]["true"]] for i in val])
-            return train_eval(xt, yt, xv, yv, len(species), args.seed)
+        fold_of = {i: eval_fold(t) for i, t in truth.items() if t.get("same_as") is not None}
+        scored = sorted(i for i, t in truth.items()
+                        if t["kind"] in ("clean", "wrong") and i in views)
+
+        def arm(ids: list[int], label_of) -> dict:
+            hits: dict[int, bool] = {}
+            for fold in range(EVAL_FOLDS):
+                train = [i for i in ids if i in views and fold_of.get(i) != fold]
+                held = [i for i in scored if fold_of[i] == fold]
+                xt = np.stack([views[i] for i in train]).astype(np.float32)
+                yt = np.array([index[label_of(i)] for i in train])
+                xv = np.stack([views[i].mean(0) for i in held]).astype(np.float32)
+                yv = np.array([index[truth[i]["true"]] for i in held])
+                hits.update(zip(held, train_eval(xt, yt, xv, yv, len(species), args.seed),
+                                strict=True))
+            return {"hits": [hits[i] for i in scored], "n_train": len(
+                [i for i in ids if i in views])}
 
         keyword = {i: t["keyword"] for i, t in truth.items()}
-        clean_ids = [i for i in truth if truth[i]["kind"] in ("clean", "wrong") and usable(i)]
-        noisy_ids = [i for i in pool.image_ids if usable(i)]
+        clean_ids = [i for i in truth if truth[i]["kind"] in ("clean", "wrong")]
+        noisy_ids = list(pool.image_ids)
         # what other thresholds would approve (nothing written), for the trade-off
-        at = {p: [i for i, *_ in eligible(session, report.run_id, p) if usable(i)]
-              for p in AUTO_ACCEPT_CURVE}
+        at = {p: [i for i, *_ in eligible(session, report.run_id, p)] for p in AUTO_ACCEPT_CURVE}
+        def approved_now() -> list[int]:
+            return [i for i, s in session.execute(select(Image.id, Image.status)).all()
+                    if s == ImageStatus.APPROVED]
+
+        # the embedded default's review without people (flow "auto"): the model's approvals,
+        # then what curation judged and did not suspect under its keyword; suspects wait
         accepted = auto_accept(session, args.auto_accept, report.run_id)
-        approved = [i for i, s in session.execute(select(Image.id, Image.status)).all()
-                    if s == ImageStatus.APPROVED and usable(i)]
+        by_model = approved_now()
+        by_keyword = approve_by_keyword(session, screened_by=report.run_id)
+        approved = approved_now()
         held_back = [i for i in rows if rows[i].suspect]
         t0 = time.perf_counter()
-        suspect = {i for i in rows if rows[i].suspect}
-        kept = [i for i in rows if i not in suspect and status[i] != ImageStatus.DUPLICATE
-                and usable(i)]
-        accuracy = {
+        unique = [i for i in rows if status[i] != ImageStatus.DUPLICATE]
+        arms = {
             "a_clean": arm(clean_ids, lambda i: truth[i]["true"]),
             "b_noisy": arm(noisy_ids, lambda i: keyword[i]),
-            "c_auto_accepted": arm(approved, lambda i: keyword[i]),
-            "c2_all_but_suspects": arm(kept, lambda i: keyword[i]),
-            "c_by_threshold": {str(p): {"n_train": len(ids), "accuracy": arm(
-                ids, lambda i: keyword[i])} for p, ids in at.items()},
+            "c_auto_flow": arm(approved, lambda i: keyword[i]),
+            "c_auto_accepted_only": arm(by_model, lambda i: keyword[i]),
         }
+        for p, ids in at.items():
+            arms[f"c_at_{p}"] = arm(ids, lambda i: keyword[i])
+        # holding back only the first K of the review order instead of every suspect
+        for k in HOLD_BACK_CURVE:
+            first = set(review[:k])
+            arms[f"c_all_but_first_{k}"] = arm([i for i in unique if i not in first],
+                                               lambda i: keyword[i])
+        accuracy = {name: scored_arm(a, arms["a_clean"]["hits"]) for name, a in arms.items()}
         clock["training"] = round(time.perf_counter() - t0, 1)
         session.rollback()  # the benchmark's catalog is thrown away
 
@@ -398,11 +445,10 @@ def main() -> None:
                    "oldest": shares(oldest, truth, n_noise),
                    "max_prob_uncertainty": shares(uncertainty, truth, n_noise),
                    "oof_logistic_probe": shares(probe, truth, n_noise)},
-        "val_accuracy": {**accuracy, "n_val": len(val), "n_train_a": len(clean_ids),
-                         "n_train_b": len(noisy_ids), "n_train_c": len(approved),
-                         "n_train_c2": len(kept),
+        "val_accuracy": {**accuracy, "n_scored": len(scored), "eval_folds": EVAL_FOLDS,
                          "auto_accept_p": args.auto_accept,
-                         "auto_accepted": accepted.approved, "held_back": len(held_back)},
+                         "auto_accepted": accepted.approved, "approved_by_keyword": by_keyword,
+                         "held_back": len(held_back)},
         "seconds": clock,
         "cpu": f"{os.cpu_count()} cores (shared with other jobs)",
     }

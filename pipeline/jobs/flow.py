@@ -48,7 +48,8 @@ REVIEWS: dict[str, tuple[str, ...]] = {
     # no people: the model approves what it is sure of (after curate), then the rest of what
     # curation judged and did not suspect is taken under its keyword; suspects wait. Taking
     # only the model's sure approvals trains on the easy images alone: on web-20 with 10% of
-    # the labels wrong that scored 5 points below accepting every keyword (benchmarks/curate.py)
+    # the labels wrong that scored 4-5 points below accepting every keyword, this 1.5-1.7 above
+    # it (benchmarks/curate.py, seeds 0 and 1)
     "auto": ("auto_accept", "approve_unsuspected"),
     # Label Studio after curate: suspects first (the model approves what it is sure of when
     # review_push has "auto_accept"), then the annotations made so far are pulled

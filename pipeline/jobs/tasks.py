@@ -22,7 +22,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from catalog.db import get_engine, session_scope
-from catalog.models import CrawlJob, DatasetVersion, JobState, TrainingRun
+from catalog.models import CrawlJob, CurationRun, DatasetVersion, JobState, TrainingRun
 from catalog.settings import get_settings
 from pipeline.errors import ServiceUnavailable, UsageError
 from pipeline.jobs.broker import QUEUE_OF, app, task_name
@@ -146,12 +146,14 @@ def approve_unsuspected_body(ctx: JobContext) -> dict[str, Any]:
     from pipeline.datasets.approve import approve_by_keyword
 
     with session_scope() as session:
-        run = ctx.args.get("run") or latest_curation_run(session)
+        run = whole_number(ctx, "run") or latest_curation_run(session)
         if run is None:
             raise UsageError("no curation run to hold suspects back by: run curate first "
                              "(or approve_by_keyword, which takes every keyword unseen)")
-        return {"approved": approve_by_keyword(session, screened_by=int(run)),
-                "curation_run_id": int(run)}
+        if session.get(CurationRun, run) is None:
+            raise UsageError(f"no curation run {run} in the catalog")
+        return {"approved": approve_by_keyword(session, screened_by=run),
+                "curation_run_id": run}
 
 
 def version_dict(version: DatasetVersion) -> dict[str, Any]:

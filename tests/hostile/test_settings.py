@@ -90,3 +90,15 @@ def test_a_bad_job_argument_is_one_line_and_exit_2(tmp_path) -> None:
     assert done.rc == 2 and "Traceback" not in done.stdout + done.stderr
     assert "dedupe argument radius must be a whole number, not 'abc'" in done.stdout
     assert len([line for line in done.stdout.splitlines() if line.strip()]) == 1
+
+
+def test_review_without_people_before_any_curation_run_is_refused_in_one_line(tmp_path) -> None:
+    env = child_env(SHOAL_DATA_DIR=str(tmp_path))
+    assert shoal("db", "upgrade", env=env).rc == 0
+    cases = ((("approve_unsuspected",), "no curation run to hold suspects back by"),
+             (("approve_unsuspected", "-a", "run=7"), "no curation run 7 in the catalog"))
+    for args, says in cases:
+        done = shoal("jobs", "submit", *args, env=env)
+        assert done.rc == 2 and "Traceback" not in done.stdout + done.stderr, done
+        assert says in done.stdout
+        assert len([line for line in done.stdout.splitlines() if line.strip()]) == 1

@@ -30,10 +30,16 @@ RECIPES = ("study", "best", "select")
 DEFAULT_ARCH = {"study": "resnet50", "best": "resnet50", "select": "efficientnet_lite012"}
 
 
-def default_arch(recipe: str) -> str:
+def check_recipe(recipe: str) -> None:
     if recipe not in RECIPES:
         raise TrainingError(f"--recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+
+
+def default_arch(recipe: str) -> str:
+    check_recipe(recipe)
     return DEFAULT_ARCH[recipe]
+
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -62,8 +68,7 @@ def plan_runs(
     from trainer.recipe import BEST_RECIPE
 
     given = {k: v for k, v in (given or {}).items() if v is not None}
-    if recipe not in RECIPES:
-        raise TrainingError(f"--recipe must be one of {', '.join(RECIPES)}, not {recipe!r}")
+    check_recipe(recipe)
     if recipe == "study":
         return TrainPlan(given, list(lrs) if lrs else [None])
     if recipe == "best":

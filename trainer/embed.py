@@ -111,11 +111,11 @@ def imagenet_fish_probability(views: np.ndarray, arch: str = "efficientnet_lite0
     ensemble, averaged over its members too, each reading its own part of the features."""
     spec = get_arch(arch)
     state = imagenet_state(spec)
-    heads = ([(f"members.{m}.{get_arch(m).head}", m) for m in spec.members] if spec.members
-             else [(spec.head, arch)])
+    heads = ([f"members.{m}.{get_arch(m).head}" for m in spec.members] if spec.members
+             else [spec.head])
     x = torch.from_numpy(np.ascontiguousarray(views, dtype=np.float32))
     probs, start = [], 0
-    for head, _ in heads:
+    for head in heads:
         weight, bias = state[f"{head}.weight"].float(), state[f"{head}.bias"].float()
         part = x[..., start:start + weight.shape[1]]
         start += weight.shape[1]

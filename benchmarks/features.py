@@ -30,9 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 FISHDATA = Path(__file__).resolve().parents[2] / "shared" / "fishdata" / "web-20"
-# the members of efficientnet_lite012, each fed the recipe's 224 px views as the ensemble does
-MEMBERS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-VIEWS = 7  # augmented views an image gets under BEST_RECIPE (views 8: the eval view and 7)
+# measured per member of this ensemble, each fed the recipe's 224 px views as the ensemble is
+ENSEMBLE = "efficientnet_lite012"
 
 
 def baseline_copy(model):  # type: ignore[no-untyped-def]
@@ -58,8 +57,9 @@ def best_of(rounds: int, run) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
-def make_views(records, train_tf, shared: bool) -> list:  # type: ignore[no-untyped-def]
-    """Every record's augmented views 1..VIEWS: decoded once (TrainViews) or for every view."""
+def make_views(records, train_tf, views: int, shared: bool) -> list:  # type: ignore[no-untyped-def]
+    """Every record's augmented views 1..``views``: decoded once (TrainViews) or for every
+    view."""
     import torch
 
     from trainer.data import open_rgb
@@ -67,10 +67,10 @@ def make_views(records, train_tf, shared: bool) -> list:  # type: ignore[no-unty
 
     if shared:
         maker = TrainViews(train_tf)
-        return [maker(r, v) for r in records for v in range(1, VIEWS + 1)]
+        return [maker(r, v) for r in records for v in range(1, views + 1)]
     made = []
     for record in records:
-        for view in range(1, VIEWS + 1):
+        for view in range(1, views + 1):
             img = open_rgb(record)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(view_seed(record.sha256, view))
@@ -79,17 +79,15 @@ def make_views(records, train_tf, shared: bool) -> list:  # type: ignore[no-unty
 
 
 def forward(model, batches, precision: str) -> list:  # type: ignore[no-untyped-def]
-    import torch
-
     from trainer.features import extract
 
-    with torch.inference_mode():
-        return [extract(model, b, precision)[0] for b in batches]
+    return [extract(model, b, precision)[0] for b in batches]
 
 
 def measure(arch: str, records, args, precision: str) -> dict:  # type: ignore[no-untyped-def]
     import torch
 
+    from trainer.features import one_thread
     from trainer.fusion import folded_copy
     from trainer.model import build_model
     from trainer.recipe import BEST_RECIPE
@@ -99,14 +97,15 @@ def measure(arch: str, records, args, precision: str) -> dict:  # type: ignore[n
 
     spec = get_arch(arch)
     train_tf, _ = presets(spec.mean, spec.std, {**RECIPE, **BEST_RECIPE})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # views are made on one thread, as the feature pass does
-    views = make_views(records, train_tf, True)
-    same = all(torch.equal(a, b) for a, b in zip(views, make_views(records, train_tf, False),
-                                                  strict=True))
-    make_old = best_of(args.rounds, lambda: make_views(records, train_tf, False)) / len(views)
-    make_new = best_of(args.rounds, lambda: make_views(records, train_tf, True)) / len(views)
-    torch.set_num_threads(threads)
+    n = int(BEST_RECIPE["views"]) - 1  # augmented views an image gets (view 0 is the eval one)
+    with one_thread():  # views are made on one thread, as the feature pass does
+        views = make_views(records, train_tf, n, True)
+        same = all(torch.equal(a, b) for a, b in zip(
+            views, make_views(records, train_tf, n, False), strict=True))
+        make_old = best_of(args.rounds,
+                           lambda: make_views(records, train_tf, n, False)) / len(views)
+        make_new = best_of(args.rounds,
+                           lambda: make_views(records, train_tf, n, True)) / len(views)
 
     model = build_model(arch, 1, "imagenet", 0).eval()
     old = baseline_copy(model).to(memory_format=torch.channels_last)
@@ -130,14 +129,6 @@ def measure(arch: str, records, args, precision: str) -> dict:  # type: ignore[n
             "view_speedup": round((fwd_old + make_old) / (fwd_new + make_new), 2)}
 
 
-def cpu_name() -> str:
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=64)
@@ -147,10 +138,12 @@ def main() -> None:
     os.environ["SHOAL_DATA_DIR"] = tempfile.mkdtemp(prefix="shoal-bench-features-")
 
     import torch
+    from train import cpu_model  # benchmarks/train.py's: the model name and its bf16 flags
 
     from catalog.store import file_sha256
     from trainer.data import Record
     from trainer.features import bf16_supported, resolve_precision
+    from trainer.registry import get_arch
 
     files = sorted(p for d in sorted(FISHDATA.iterdir()) for p in sorted(d.iterdir()))
     files = files[:: max(1, len(files) // args.images)][:args.images]
@@ -158,8 +151,8 @@ def main() -> None:
     precision = resolve_precision("auto")
     out: dict = {"benchmark": "features", "images": len(records), "batch": args.batch,
                  "precision": precision, "bf16_native": bf16_supported(),
-                 "threads": torch.get_num_threads(), "cpu": cpu_name(), "members": {}}
-    for arch in MEMBERS:
+                 "threads": torch.get_num_threads(), "cpu": cpu_model(), "members": {}}
+    for arch in get_arch(ENSEMBLE).members:
         row = measure(arch, records, args, precision)
         print(f"{arch}: {row}", flush=True)
         out["members"][arch] = row

@@ -208,8 +208,8 @@ def pr(flagged: set[int], positive: set[int]) -> dict:
 
 
 def eval_fold(info: dict) -> int:
-    """The fold a photo class is scored in: a hash of its first photo's file, so the copies of
-    a photo share it, whatever the seed made of them."""
+    """The fold a photo class is scored in: a hash of its first photo's index in web-20, so
+    the copies of a photo share it, whatever the seed made of them."""
     first = info["same_as"]
     return int(hashlib.sha256(f"photo:{first}".encode()).hexdigest(), 16) % EVAL_FOLDS
 

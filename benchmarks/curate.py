@@ -264,6 +264,7 @@ def main() -> None:
     os.environ.pop("SHOAL_DATABASE_URL", None)
 
     from sqlalchemy import select
+    from train import cpu_model  # benchmarks/train.py's: the model name and its bf16 flags
 
     from catalog.db import session_scope
     from catalog.models import DuplicateLink, Image, ImageStatus, ImageSuspicion
@@ -450,7 +451,8 @@ def main() -> None:
                          "auto_accepted": accepted.approved, "approved_by_keyword": by_keyword,
                          "held_back": len(held_back)},
         "seconds": clock,
-        "cpu": f"{os.cpu_count()} cores (shared with other jobs)",
+        "cpu": cpu_model(),
+        "load_average_at_end": round(os.getloadavg()[0], 1),
     }
     print(json.dumps(result))
 

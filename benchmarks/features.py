@@ -2,7 +2,8 @@
 
     python benchmarks/features.py [--images 64] [--batch 32] [--rounds 3]
 
-On web-20 photos (``../shared/fishdata/web-20``, the first --images in name order), per
+On --images web-20 photos (``../shared/fishdata/web-20``, evenly spaced over the species in name
+order), per
 EfficientNet-Lite member of the feature ensemble at its precision (``auto``: bf16 where the CPU
 has it natively):
 

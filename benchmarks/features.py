@@ -3,9 +3,8 @@
     python benchmarks/features.py [--images 64] [--batch 32] [--rounds 3]
 
 On --images web-20 photos (``../shared/fishdata/web-20``, evenly spaced over the species in name
-order), per
-EfficientNet-Lite member of the feature ensemble at its precision (``auto``: bf16 where the CPU
-has it natively):
+order), per EfficientNet-Lite member of the feature ensemble at its precision (``auto``: bf16
+where the CPU has it natively):
 
 1. forward ms a view of the baseline copy (BatchNorms folded, nothing else: what the feature
    pass ran before) beside ``trainer.fusion.folded_copy`` (pads in the convolutions, clamps in

@@ -19,4 +19,7 @@ if ! wait "$ls_setup"; then
   exit 1
 fi
 .venv/bin/ruff check .
-exec .venv/bin/python -m pytest "$@"
+# two pytest-xdist workers, each whole test file on one worker (its module fixtures and its
+# timing stay together): most tests wait on servers, workers and timeouts, so two halve the run
+# on two cores; SHOAL_TEST_WORKERS=0 runs everything in this one process
+exec .venv/bin/python -m pytest -n "${SHOAL_TEST_WORKERS:-2}" --dist loadfile "$@"

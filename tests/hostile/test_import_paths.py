@@ -88,7 +88,9 @@ def test_rich_markup_in_paths_is_printed_verbatim(sqlite_env, tmp_path, photos) 
     folder.mkdir(parents=True)
     shutil.copy(photos[0], folder / "[bold]good.jpg")
     (folder / "[bold]x.jpg").write_bytes(b"<html>not an image</html>")
-    done = _import(folder)
+    # the bar's description holds the whole temp path, whose length depends on where pytest
+    # (or its xdist worker) puts it: wide enough that rich does not cut it short
+    done = _import(folder, env={"COLUMNS": "1000"})
     assert done.rc == 0, done.stderr
     assert "[bold]x.jpg" in done.stdout and "1 new" in done.stdout
     assert "/a[/]b" in done.stderr  # the progress bar's description, escaped

@@ -21,7 +21,8 @@ from catalog.settings import get_settings
 from catalog.species import ensure_default_species
 
 REPO = Path(__file__).resolve().parents[2]
-# each pytest-xdist worker (gw0, gw1, ...) flushes and listens on a Redis DB of its own
+# each pytest-xdist worker (gw0, gw1, ...) flushes and listens on a Redis DB of its own; a
+# default Redis has DBs 0-15, so 11 + N leaves room for 5 workers
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 REDIS_URL = os.environ.get("SHOAL_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{11 + _WORKER}")
 
